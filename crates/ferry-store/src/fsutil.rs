@@ -1,0 +1,134 @@
+//! Crash-safe file operations.
+//!
+//! Every change to the store is one of: create an empty link file, write a
+//! small file atomically, rename a verified blob into place, or remove a
+//! file. Each is followed by an fsync of the directory that holds it, so
+//! that once a request is acknowledged its effect survives a crash, and a
+//! crash in the middle leaves either the old state or the new one, never a
+//! partial file (POSIX rename is atomic; see rename(2)).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// fsyncs a directory so that entries created, renamed or removed in it
+/// are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing parents, fsyncing each parent whose
+/// entries changed.
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(d) = cursor {
+        if d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cursor = d.parent();
+    }
+    for d in missing.iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates an empty marker file if missing; the file's existence is the
+/// whole of its meaning, so no rename is needed to make it atomic.
+pub fn create_marker(path: &Path) -> io::Result<bool> {
+    let parent = parent_of(path);
+    ensure_dir(parent)?;
+    match OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(_) => {
+            sync_dir(parent)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in `tmp_dir`
+/// (same filesystem) is written, fsynced and renamed over `path`.
+pub fn write_atomic(tmp_dir: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let parent = parent_of(path);
+    ensure_dir(parent)?;
+    let tmp = temp_path(tmp_dir);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(parent)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Removes a file, fsyncing its directory; a missing file is not an error.
+/// Returns whether something was removed.
+pub fn remove(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            sync_dir(parent_of(path))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A fresh, unguessable name in `tmp_dir`.
+pub fn temp_path(tmp_dir: &Path) -> PathBuf {
+    tmp_dir.join(format!("tmp-{}", random_hex(16)))
+}
+
+/// `bytes` random bytes as lowercase hex, from the OS's CSPRNG.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent().expect("store paths always have a parent")
+}
+
+/// Reads a small file, mapping "not found" to `None`.
+pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(data) => Ok(Some(data)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Lists a directory's entry names, mapping "not found" to an empty list.
+pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        if let Ok(name) = entry?.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}

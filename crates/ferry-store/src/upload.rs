@@ -1,0 +1,404 @@
+//! Blob upload sessions (distribution-spec "Pushing blobs").
+//!
+//! An upload is a directory `uploads/<id>/` holding the bytes received so
+//! far (`data`) and the repository it belongs to. Bytes are appended in
+//! order and hashed as they arrive; nothing under `uploads/` is ever
+//! visible as a blob. [`UploadWriter::commit`] verifies digest and size,
+//! fsyncs the data and renames it into `blobs/`, then links it into the
+//! repository.
+//!
+//! Sessions survive a restart: the in-memory hash state is lost with the
+//! process, so the first write after a restart re-hashes the data already
+//! on disk. The offset a client resumes from is the length of `data`, which
+//! after a crash holds exactly the bytes whose writes completed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use ferry_oci::{Algorithm, Digest, Hasher};
+
+use crate::error::{IoContext, Result, StoreError};
+use crate::{Store, check_repository, fsutil};
+
+/// An upload's in-memory state between requests.
+pub(crate) struct UploadState {
+    repo: String,
+    /// Hash of `data` so far; `None` until the first writer after a
+    /// restart has re-hashed the file.
+    hasher: Option<Hasher>,
+    /// A writer holds the session.
+    busy: bool,
+}
+
+const WRITE_BUFFER: usize = 256 * 1024;
+
+impl Store {
+    /// Starts an upload session in `repo` and returns its id (128 random
+    /// bits, so that session URLs cannot be guessed).
+    pub fn start_upload(&self, repo: &str) -> Result<String> {
+        check_repository(repo)?;
+        let id = fsutil::random_hex(16);
+        let dir = self.layout().upload(&id);
+        fsutil::ensure_dir(&dir).at(&dir)?;
+        let data = dir.join("data");
+        File::create(&data).at(&data)?;
+        let repo_file = dir.join("repository");
+        fs::write(&repo_file, repo).at(&repo_file)?;
+        self.inner.uploads.lock().expect("uploads lock").insert(
+            id.clone(),
+            UploadState {
+                repo: repo.to_string(),
+                hasher: Some(Hasher::new(Algorithm::Sha256)),
+                busy: false,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Bytes received so far by upload `id` of `repo`.
+    pub fn upload_offset(&self, repo: &str, id: &str) -> Result<u64> {
+        let dir = self.session_dir(repo, id)?;
+        let data = dir.join("data");
+        Ok(fs::metadata(&data).at(&data)?.len())
+    }
+
+    /// Takes the session for writing. Only one writer at a time: a second
+    /// concurrent request for the same session gets `UploadBusy`.
+    pub fn open_upload(&self, repo: &str, id: &str) -> Result<UploadWriter> {
+        let dir = self.session_dir(repo, id)?;
+        let hasher = {
+            let mut uploads = self.inner.uploads.lock().expect("uploads lock");
+            let state = uploads
+                .entry(id.to_string())
+                .or_insert_with(|| UploadState {
+                    repo: repo.to_string(),
+                    hasher: None,
+                    busy: false,
+                });
+            if state.busy {
+                return Err(StoreError::UploadBusy(id.to_string()));
+            }
+            state.busy = true;
+            state.hasher.take()
+        };
+        let mut writer = UploadWriter {
+            store: self.clone(),
+            id: id.to_string(),
+            dir,
+            file: None,
+            hasher: None,
+            offset: 0,
+            ended: false,
+        };
+        writer.open(hasher)?;
+        Ok(writer)
+    }
+
+    /// Cancels an upload and removes what it received.
+    pub fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {
+        let dir = self.session_dir(repo, id)?;
+        {
+            let uploads = self.inner.uploads.lock().expect("uploads lock");
+            if uploads.get(id).is_some_and(|s| s.busy) {
+                return Err(StoreError::UploadBusy(id.to_string()));
+            }
+        }
+        self.remove_session(id, &dir);
+        Ok(())
+    }
+
+    /// Stores a whole blob from `reader` into `repo`, verifying `digest`
+    /// (and `size`, if given). For callers that have the content at hand
+    /// (bundle import, tests); the registry streams through
+    /// [`UploadWriter`] instead.
+    pub fn put_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        reader: &mut dyn Read,
+    ) -> Result<u64> {
+        if let Some(existing) = self.blob_size(digest)? {
+            check_repository(repo)?;
+            self.link_blob(repo, digest)?;
+            return Ok(existing);
+        }
+        let id = self.start_upload(repo)?;
+        let mut writer = self.open_upload(repo, &id)?;
+        writer.set_algorithm(digest.algorithm())?;
+        let mut buf = vec![0u8; WRITE_BUFFER];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    writer.abandon();
+                    return Err(StoreError::Io {
+                        path: format!("source of {digest}"),
+                        source: e,
+                    });
+                }
+            };
+            if let Err(e) = writer.write(&buf[..n]) {
+                writer.abandon();
+                return Err(e);
+            }
+        }
+        writer.commit(digest, size)
+    }
+
+    fn session_dir(&self, repo: &str, id: &str) -> Result<PathBuf> {
+        check_repository(repo)?;
+        let unknown = || StoreError::UploadUnknown(id.to_string());
+        if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(unknown());
+        }
+        let dir = self.layout().upload(id);
+        let repo_file = dir.join("repository");
+        match fsutil::read_optional(&repo_file).at(&repo_file)? {
+            Some(owner) if owner == repo.as_bytes() => Ok(dir),
+            _ => Err(unknown()),
+        }
+    }
+
+    fn remove_session(&self, id: &str, dir: &std::path::Path) {
+        self.inner.uploads.lock().expect("uploads lock").remove(id);
+        if let Err(e) = fs::remove_dir_all(dir) {
+            tracing::warn!(upload = id, error = %e, "could not remove upload directory");
+        }
+    }
+
+    /// Ids of sessions with a writer right now (GC leaves those alone).
+    pub(crate) fn busy_uploads(&self) -> Vec<String> {
+        let uploads = self.inner.uploads.lock().expect("uploads lock");
+        uploads
+            .iter()
+            .filter(|(_, s)| s.busy)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// The repository an in-memory session belongs to.
+    pub fn upload_repository(&self, id: &str) -> Option<String> {
+        let uploads = self.inner.uploads.lock().expect("uploads lock");
+        uploads.get(id).map(|s| s.repo.clone())
+    }
+}
+
+/// Exclusive access to one upload session: append bytes, then commit or
+/// drop. Dropping returns the session (with its hash state) for the next
+/// request.
+pub struct UploadWriter {
+    store: Store,
+    id: String,
+    dir: PathBuf,
+    file: Option<BufWriter<File>>,
+    hasher: Option<Hasher>,
+    offset: u64,
+    /// Committed or abandoned: the session no longer exists.
+    ended: bool,
+}
+
+impl UploadWriter {
+    fn open(&mut self, hasher: Option<Hasher>) -> Result<()> {
+        let data = self.dir.join("data");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&data)
+            .at(&data)?;
+        let len = file.metadata().at(&data)?.len();
+        let hasher = match hasher {
+            Some(h) if h.bytes() == len => h,
+            // A restart, or a write that failed half-way: hash what is on disk.
+            stale => rehash(
+                &mut file,
+                stale.map_or(Algorithm::Sha256, |h| h.algorithm()),
+            )
+            .at(&data)?,
+        };
+        self.offset = len;
+        self.hasher = Some(hasher);
+        self.file = Some(BufWriter::with_capacity(WRITE_BUFFER, file));
+        Ok(())
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Bytes received so far, including this writer's.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Hashes with `algorithm` from here on (re-hashing what is on disk
+    /// if it differs). Used when the digest is known before the data.
+    pub fn set_algorithm(&mut self, algorithm: Algorithm) -> Result<()> {
+        if self
+            .hasher
+            .as_ref()
+            .is_some_and(|h| h.algorithm() == algorithm)
+        {
+            return Ok(());
+        }
+        self.flush()?;
+        let data = self.dir.join("data");
+        let mut f = File::open(&data).at(&data)?;
+        self.hasher = Some(rehash(&mut f, algorithm).at(&data)?);
+        Ok(())
+    }
+
+    /// Appends `data` to the upload.
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("open writer has a file");
+        if let Err(source) = file.write_all(data) {
+            // What reached the file is unknown; re-hash on next open.
+            self.hasher = None;
+            return Err(StoreError::Io {
+                path: self.dir.join("data").display().to_string(),
+                source,
+            });
+        }
+        self.hasher
+            .as_mut()
+            .expect("open writer has a hasher")
+            .update(data);
+        self.offset += data.len() as u64;
+        Ok(())
+    }
+
+    /// Writes buffered bytes to the file.
+    pub fn flush(&mut self) -> Result<()> {
+        let file = self.file.as_mut().expect("open writer has a file");
+        if let Err(source) = file.flush() {
+            self.hasher = None;
+            return Err(StoreError::Io {
+                path: self.dir.join("data").display().to_string(),
+                source,
+            });
+        }
+        Ok(())
+    }
+
+    /// Verifies the content against `digest` (and `size` if given), makes
+    /// it durable and visible as a blob, links it into the session's
+    /// repository and ends the session. On a mismatch the session is
+    /// removed and nothing becomes visible.
+    pub fn commit(mut self, digest: &Digest, size: Option<u64>) -> Result<u64> {
+        self.flush()?;
+        let repo = self.repository();
+        let verdict = self
+            .verify_and_place(digest, size)
+            .and_then(|len| self.store.link_blob(&repo, digest).map(|()| len));
+        // Client errors end the session (as Distribution does); an I/O
+        // error leaves it for a retry.
+        if !matches!(verdict, Err(StoreError::Io { .. })) {
+            self.end();
+        }
+        verdict
+    }
+
+    fn repository(&self) -> String {
+        let repo_file = self.dir.join("repository");
+        fs::read_to_string(repo_file).unwrap_or_default()
+    }
+
+    fn verify_and_place(&mut self, digest: &Digest, size: Option<u64>) -> Result<u64> {
+        self.set_algorithm(digest.algorithm())?;
+        let actual = self.hasher.as_ref().expect("hasher").peek();
+        if let Some(expected) = size
+            && expected != self.offset
+        {
+            return Err(StoreError::SizeMismatch {
+                expected,
+                actual: self.offset,
+            });
+        }
+        if &actual != digest {
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let data = self.dir.join("data");
+        let file = self.file.as_mut().expect("file").get_mut();
+        file.sync_all().at(&data)?;
+        let layout = self.store.layout();
+        let dest = layout.blob(digest);
+        let parent = dest.parent().expect("blob path has a parent").to_path_buf();
+        fsutil::ensure_dir(&parent).at(&parent)?;
+        // The blob's mtime is its commit time: GC's grace period counts
+        // from it, for new and for deduplicated uploads alike.
+        self.store.pin(digest);
+        if dest.exists() {
+            touch(&dest).at(&dest)?;
+        } else {
+            touch(&data).at(&data)?;
+            fs::rename(&data, &dest).at(&dest)?;
+            fsutil::sync_dir(&parent).at(&parent)?;
+        }
+        Ok(self.offset)
+    }
+
+    /// Gives up on the session entirely (its data is removed).
+    pub fn abandon(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        self.file = None;
+        self.ended = true;
+        self.store.remove_session(&self.id, &self.dir);
+    }
+}
+
+impl Drop for UploadWriter {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if self.flush_on_drop().is_err() {
+            self.hasher = None;
+        }
+        let mut uploads = self.store.inner.uploads.lock().expect("uploads lock");
+        if let Some(state) = uploads.get_mut(&self.id) {
+            state.busy = false;
+            state.hasher = self.hasher.take();
+        }
+    }
+}
+
+impl UploadWriter {
+    fn flush_on_drop(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn touch(path: &std::path::Path) -> io::Result<()> {
+    File::options()
+        .write(true)
+        .open(path)?
+        .set_modified(SystemTime::now())
+}
+
+/// Hashes a file from its start, leaving the position at its end.
+fn rehash(file: &mut File, algorithm: Algorithm) -> io::Result<Hasher> {
+    let mut hasher = Hasher::new(algorithm);
+    file.seek(SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher)
+}

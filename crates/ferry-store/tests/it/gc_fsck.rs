@@ -1,0 +1,150 @@
+use std::time::Duration;
+
+use ferry_oci::Digest;
+use ferry_store::{GcOptions, ManifestRef};
+
+use crate::{open, push_image, put};
+
+fn no_grace() -> GcOptions {
+    GcOptions {
+        grace: Duration::ZERO,
+        ..GcOptions::default()
+    }
+}
+
+#[test]
+fn gc_keeps_referenced_and_removes_orphans() {
+    let (_d, store) = open();
+    let kept = push_image(&store, "r", "v1", b"cfg", &[b"shared", b"only-v1"]);
+    let gone = push_image(&store, "r", "v2", b"cfg2", &[b"shared", b"only-v2"]);
+    store.delete_manifest("r", &gone).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let report = store.gc(&no_grace()).unwrap();
+    let deleted: Vec<_> = report.blobs_deleted.iter().cloned().collect();
+    for d in [Digest::sha256(b"cfg2"), Digest::sha256(b"only-v2"), gone] {
+        assert!(deleted.contains(&d), "{d} should be collected");
+        assert_eq!(store.blob_size(&d).unwrap(), None);
+    }
+    for d in [
+        Digest::sha256(b"cfg"),
+        Digest::sha256(b"shared"),
+        Digest::sha256(b"only-v1"),
+        kept.clone(),
+    ] {
+        assert!(store.blob_size(&d).unwrap().is_some(), "{d} must stay");
+    }
+    assert!(report.links_removed >= 2);
+    assert!(
+        store
+            .get_manifest("r", &ManifestRef::Tag("v1".into()))
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.fsck(&|_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn gc_grace_period_keeps_fresh_uploads() {
+    let (_d, store) = open();
+    let orphan = put(&store, "r", b"uploaded, manifest not pushed yet");
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert!(report.blobs_deleted.is_empty());
+    assert_eq!(report.blobs_kept_recent, 1);
+    assert!(store.blob_size(&orphan).unwrap().is_some());
+}
+
+#[test]
+fn gc_never_takes_an_open_upload() {
+    let (_d, store) = open();
+    let id = store.start_upload("r").unwrap();
+    let mut w = store.open_upload("r", &id).unwrap();
+    w.write(b"partial").unwrap();
+    let report = store
+        .gc(&GcOptions {
+            upload_expiry: Duration::ZERO,
+            ..no_grace()
+        })
+        .unwrap();
+    assert_eq!(report.uploads_purged, 0);
+    w.write(b" and the rest").unwrap();
+    let digest = Digest::sha256(b"partial and the rest");
+    w.commit(&digest, None).unwrap();
+    assert!(store.blob_size(&digest).unwrap().is_some());
+}
+
+#[test]
+fn gc_concurrent_with_pushes_loses_nothing() {
+    let (_d, store) = open();
+    // Orphans old enough to collect; pushes re-use some of them while GC runs.
+    let shared: Vec<Vec<u8>> = (0..200).map(|i| format!("old-{i}").into_bytes()).collect();
+    for s in &shared {
+        put(&store, "old", s);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let pusher = {
+        let store = store.clone();
+        let shared = shared.clone();
+        std::thread::spawn(move || {
+            let mut pushed = Vec::new();
+            for (i, s) in shared.iter().enumerate() {
+                let tag = format!("t{i}");
+                // The client's view: HEAD, upload if missing, then the manifest.
+                let d = Digest::sha256(s);
+                if store.repo_blob_size("new", &d).unwrap().is_none() {
+                    put(&store, "new", s);
+                }
+                put(&store, "new", b"cfg");
+                let body = crate::manifest_json(b"cfg", &[s], None);
+                match store.put_manifest("new", &ManifestRef::Tag(tag.clone()), &body, None) {
+                    Ok(_) => pushed.push(d),
+                    // The blob was swept between HEAD and PUT: the client
+                    // would upload again; it must never be silently lost.
+                    Err(ferry_store::StoreError::ManifestBlobUnknown(_)) => {
+                        put(&store, "new", s);
+                        store
+                            .put_manifest("new", &ManifestRef::Tag(tag), &body, None)
+                            .unwrap();
+                        pushed.push(d);
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            pushed
+        })
+    };
+    for _ in 0..5 {
+        store.gc(&no_grace()).unwrap();
+    }
+    let pushed = pusher.join().unwrap();
+    for d in pushed {
+        assert!(
+            store.repo_blob_size("new", &d).unwrap().is_some(),
+            "{d} lost"
+        );
+    }
+    let report = store.fsck(&|_| {}).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn fsck_finds_corruption_and_dangling_references() {
+    let (_d, store) = open();
+    push_image(&store, "r", "v1", b"cfg", &[b"layer"]);
+    assert!(store.fsck(&|_| {}).unwrap().is_clean());
+    let layer = Digest::sha256(b"layer");
+    let hex = layer.hex();
+    let path = store.root().join("blobs/sha256").join(&hex[..2]).join(hex);
+    std::fs::write(&path, b"LAYER").unwrap();
+    let report = store.fsck(&|_| {}).unwrap();
+    assert_eq!(report.corrupt_blobs.len(), 1);
+    assert_eq!(report.corrupt_blobs[0].digest, layer);
+    std::fs::remove_file(&path).unwrap();
+    let report = store.fsck(&|_| {}).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.what.contains("missing blob")),
+        "{report:?}"
+    );
+}
