@@ -12,11 +12,14 @@
 //!   it is OCI or Docker flavoured. The typed structures are oci-spec's,
 //!   re-exported as [`spec`].
 //! - [`name`]: validation of repository names and tags.
+//! - [`progress`]: the trait through which libraries report progress;
+//!   only the binary draws it.
 
 pub mod digest;
 pub mod manifest;
 pub mod media_type;
 pub mod name;
+pub mod progress;
 pub mod reference;
 
 pub use digest::{Algorithm, Digest, DigestError, Hasher};

@@ -1,0 +1,46 @@
+//! The command line, declared with clap's derive API.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::registry::RegistryCommand;
+
+/// Carry a site's software across the air gap.
+///
+/// ferry builds one verifiable bundle of images, charts and files on the
+/// connected side, loads it into a private OCI registry on the
+/// disconnected side, and network-boots machines from it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Where ferry keeps its state (registry store, netboot inventory, caches).
+    #[arg(long, global = true, env = "FERRY_STATE", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Maintain the embedded registry's store.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}

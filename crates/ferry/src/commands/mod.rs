@@ -1,0 +1,13 @@
+//! One module per command. [`run`] dispatches.
+
+pub mod registry;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
+    }
+}

@@ -1,0 +1,55 @@
+//! Logging set-up and shared output helpers.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::GlobalArgs;
+
+/// Logs go to stderr; `RUST_LOG` overrides the level chosen by -v/-q.
+pub fn init_logging(global: &GlobalArgs) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("warn,ferry={level},ferry_store={level},ferry_registry={level},ferry_client={level},ferry_bundle={level},ferry_netboot={level}"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// The state directory: `--state`, `$FERRY_STATE`, `/var/lib/ferry` for
+/// root, else `$XDG_DATA_HOME/ferry` (or `~/.local/share/ferry`).
+pub fn state_dir(global: &GlobalArgs) -> PathBuf {
+    if let Some(dir) = &global.state {
+        return dir.clone();
+    }
+    // /proc/self is owned by the process's effective uid.
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if is_root {
+        return PathBuf::from("/var/lib/ferry");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME") {
+        return PathBuf::from(xdg).join("ferry");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/ferry")
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Bytes for humans: 1.2 GiB.
+pub fn human_bytes(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
