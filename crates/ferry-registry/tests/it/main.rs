@@ -23,6 +23,12 @@ pub struct TestRegistry {
     pub router: Router,
 }
 
+impl Default for TestRegistry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TestRegistry {
     pub fn new() -> Self {
         Self::with_auth(Auth::none())
