@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::registry::RegistryCommand;
+use crate::commands::serve::ServeArgs;
 
 /// Carry a site's software across the air gap.
 ///
@@ -40,6 +41,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run ferry's services: the embedded OCI registry.
+    Serve(ServeArgs),
     /// Maintain the embedded registry's store.
     #[command(subcommand)]
     Registry(RegistryCommand),

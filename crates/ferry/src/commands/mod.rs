@@ -1,6 +1,7 @@
 //! One module per command. [`run`] dispatches.
 
 pub mod registry;
+pub mod serve;
 
 use std::process::ExitCode;
 
@@ -8,6 +9,7 @@ use crate::cli::{Cli, Command};
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
     }
 }

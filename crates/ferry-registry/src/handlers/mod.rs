@@ -1,0 +1,48 @@
+//! One module per endpoint family of the distribution-spec.
+
+pub mod blobs;
+pub mod manifests;
+pub mod referrers;
+pub mod tags;
+pub mod uploads;
+
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use ferry_oci::Digest;
+
+use crate::error::RegistryError;
+
+/// Parses a digest from a path or query, as the spec's DIGEST_INVALID.
+pub(crate) fn parse_digest(raw: &str) -> Result<Digest, RegistryError> {
+    raw.parse()
+        .map_err(|e: ferry_oci::DigestError| RegistryError::DigestInvalid(e.to_string()))
+}
+
+/// The query string's parameters, decoded.
+pub(crate) fn query(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The first value of query parameter `key`.
+pub(crate) fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A header's value as text, if present and valid.
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A header value from text that is known to be valid ASCII (digests,
+/// paths built from validated names).
+pub(crate) fn value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).expect("header value built from validated parts")
+}

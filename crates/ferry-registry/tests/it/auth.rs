@@ -1,0 +1,199 @@
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
+use base64::Engine;
+use ferry_registry::auth::htpasswd::Htpasswd;
+use ferry_registry::auth::{Auth, Mode};
+
+use crate::TestRegistry;
+
+fn users() -> Htpasswd {
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    Htpasswd::parse(&format!("alice:{hash}\n"), "test").unwrap()
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+#[tokio::test]
+async fn basic_auth_guards_everything() {
+    let r = TestRegistry::with_auth(Auth::with_users(Mode::Basic, users(), false, false));
+    let anon = r.get("/v2/").await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anon.code(), "UNAUTHORIZED");
+    assert_eq!(
+        anon.header("www-authenticate"),
+        Some("Basic realm=\"ferry\"")
+    );
+    let wrong = r
+        .send(
+            Method::GET,
+            "/v2/",
+            &[("authorization", &basic("alice", "nope"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let ok = r
+        .send(
+            Method::GET,
+            "/v2/",
+            &[("authorization", &basic("alice", "s3cret"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let push = r
+        .send(Method::POST, "/v2/repo/blobs/uploads/", &[], Body::empty())
+        .await;
+    assert_eq!(push.status, StatusCode::UNAUTHORIZED);
+    let pull = r.get("/v2/repo/tags/list").await;
+    assert_eq!(pull.status, StatusCode::UNAUTHORIZED);
+    let push = r
+        .send(
+            Method::POST,
+            "/v2/repo/blobs/uploads/",
+            &[("authorization", &basic("alice", "s3cret"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(push.status, StatusCode::ACCEPTED);
+    assert!(r.store.repositories().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn token_flow_and_anonymous_read() {
+    let r = TestRegistry::with_auth(Auth::with_users(Mode::Token, users(), true, false));
+    let anon = r
+        .send(
+            Method::GET,
+            "/v2/",
+            &[("host", "reg.local:5000")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anon.header("www-authenticate"),
+        Some("Bearer realm=\"http://reg.local:5000/token\",service=\"ferry\"")
+    );
+    let push = r
+        .send(
+            Method::POST,
+            "/v2/app/blobs/uploads/",
+            &[("host", "h")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(push.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        push.header("www-authenticate"),
+        Some(
+            "Bearer realm=\"http://h/token\",service=\"ferry\",scope=\"repository:app:pull,push\""
+        )
+    );
+    // A user's token carries what it asked for.
+    let token = r
+        .send(
+            Method::GET,
+            "/token?service=ferry&scope=repository:app:pull,push",
+            &[("authorization", &basic("alice", "s3cret"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(token.status, StatusCode::OK);
+    let tok = token.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(token.json()["access_token"].as_str(), Some(tok.as_str()));
+    let bearer = format!("Bearer {tok}");
+    let push = r
+        .send(
+            Method::POST,
+            "/v2/app/blobs/uploads/",
+            &[("authorization", &bearer)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(push.status, StatusCode::ACCEPTED);
+    // ...and nothing else.
+    let other = r
+        .send(
+            Method::POST,
+            "/v2/other/blobs/uploads/",
+            &[("authorization", &bearer)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    // Bad credentials get no token; a tampered token is refused.
+    let bad = r
+        .send(
+            Method::GET,
+            "/token?scope=repository:app:push",
+            &[("authorization", &basic("alice", "x"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
+    let forged = format!("Bearer {}x", tok);
+    let reply = r
+        .send(
+            Method::GET,
+            "/v2/",
+            &[("authorization", &forged)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // Anonymous: pull without any token, and a token that grants pull only.
+    assert_eq!(
+        r.get("/v2/app/tags/list").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let anon_token = r.get("/token?scope=repository:app:pull,push").await;
+    assert_eq!(anon_token.status, StatusCode::OK);
+    let anon_bearer = format!("Bearer {}", anon_token.json()["token"].as_str().unwrap());
+    let denied = r
+        .send(
+            Method::POST,
+            "/v2/app/blobs/uploads/",
+            &[("authorization", &anon_bearer)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(denied.status, StatusCode::UNAUTHORIZED);
+    let head = r
+        .send(
+            Method::GET,
+            "/v2/app/tags/list",
+            &[("authorization", &anon_bearer)],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND, "allowed to look");
+    // Basic credentials work directly too (curl -u).
+    let direct = r
+        .send(
+            Method::POST,
+            "/v2/app/blobs/uploads/",
+            &[("authorization", &basic("alice", "s3cret"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(direct.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn without_anonymous_read_the_token_endpoint_wants_credentials() {
+    let r = TestRegistry::with_auth(Auth::with_users(Mode::Token, users(), false, false));
+    assert_eq!(
+        r.get("/token?scope=repository:app:pull").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        r.get("/v2/app/tags/list").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

@@ -1,0 +1,231 @@
+//! `ferry serve`: the embedded OCI registry on a state directory, with
+//! optional TLS and authentication. Prints how to push and pull.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use ferry_registry::Registry;
+use ferry_registry::auth::{Auth, Mode, htpasswd::Htpasswd};
+use ferry_store::{Limits, Store};
+
+use crate::cli::GlobalArgs;
+use crate::exit::UserError;
+use crate::output::state_dir;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    listen: SocketAddr,
+    /// TLS: `auto` creates a site CA and a server certificate in the state
+    /// directory; `off` serves plain HTTP. Ignored with --tls-cert.
+    #[arg(long, value_enum, default_value_t = TlsMode::Off)]
+    tls: TlsMode,
+    /// Extra DNS names or IP addresses for the `--tls auto` certificate.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_san: Vec<String>,
+    /// PEM certificate chain to serve (with --tls-key).
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Require credentials from this htpasswd file (bcrypt entries,
+    /// `htpasswd -Bbn user pass`).
+    #[arg(long, value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
+    /// How clients authenticate when --htpasswd is set: the Docker token
+    /// flow (Bearer tokens from /token) or plain Basic on every request.
+    #[arg(long, value_enum, default_value_t = AuthMode::Token, requires = "htpasswd")]
+    auth: AuthMode,
+    /// With --htpasswd: let anyone pull without credentials.
+    #[arg(long, requires = "htpasswd")]
+    anonymous_read: bool,
+    /// Largest manifest accepted, in bytes.
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
+    max_manifest_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TlsMode {
+    Off,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AuthMode {
+    Token,
+    Basic,
+}
+
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let state = state_dir(global);
+    let root = state.join("registry");
+    let store = Store::open(
+        &root,
+        Limits {
+            max_manifest_size: args.max_manifest_size,
+        },
+    )
+    .with_context(|| format!("cannot open the registry store at {}", root.display()))?;
+    let _lock = lock_store(&root)?;
+
+    let (tls, scheme) = tls_config(&state, &args)?;
+    let auth = match &args.htpasswd {
+        None => Auth::none(),
+        Some(path) => {
+            let users = Htpasswd::load(path).map_err(|e| UserError::new(e.to_string()))?;
+            let mode = match args.auth {
+                AuthMode::Token => Mode::Token,
+                AuthMode::Basic => Mode::Basic,
+            };
+            Auth::with_users(mode, users, args.anonymous_read, tls.is_some())
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            UserError::new(format!("cannot listen on {}: {e}", args.listen))
+                .with_hint("another process may hold the port; choose one with --listen")
+        })?;
+    let local = listener.local_addr()?;
+    print_banner(&root, local, scheme, &args);
+
+    let router = Registry::new(store, auth).router();
+    ferry_registry::server::serve(
+        listener,
+        router,
+        tls,
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await
+    .context("the registry server failed")?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One server per store: a second one would not see the first one's
+/// uploads in flight, and its GC could not either.
+fn lock_store(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = root.join("serve.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(UserError::new(format!(
+            "another ferry serve is using the store at {}",
+            root.display()
+        ))
+        .with_hint("stop it, or give this one its own --state directory")
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).context("cannot lock the store"),
+    }
+}
+
+fn tls_config(
+    state: &std::path::Path,
+    args: &ServeArgs,
+) -> anyhow::Result<(Option<std::sync::Arc<rustls::ServerConfig>>, &'static str)> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let config =
+            ferry_registry::tls::load(cert, key).map_err(|e| UserError::new(e.to_string()))?;
+        return Ok((Some(config), "https"));
+    }
+    match args.tls {
+        TlsMode::Off => Ok((None, "http")),
+        TlsMode::Auto => {
+            let mut names = vec![
+                "localhost".to_string(),
+                "127.0.0.1".to_string(),
+                "::1".to_string(),
+            ];
+            if let Some(host) = hostname() {
+                names.push(host);
+            }
+            if !args.listen.ip().is_unspecified() {
+                names.push(args.listen.ip().to_string());
+            }
+            names.extend(args.tls_san.iter().cloned());
+            let auto = ferry_registry::tls::auto(&state.join("tls"), &names)?;
+            let ca = auto.ca_cert.display();
+            if auto.created_ca {
+                println!("created a site CA: {ca}");
+            }
+            println!("TLS certificate for: {}", auto.names.join(", "));
+            println!("clients must trust the site CA {ca}, e.g.:");
+            println!(
+                "  podman/skopeo: mkdir -p /etc/containers/certs.d/HOST:PORT && cp {ca} /etc/containers/certs.d/HOST:PORT/ca.crt"
+            );
+            println!(
+                "  docker:        mkdir -p /etc/docker/certs.d/HOST:PORT && cp {ca} /etc/docker/certs.d/HOST:PORT/ca.crt"
+            );
+            println!(
+                "  system-wide:   cp {ca} /usr/local/share/ca-certificates/ferry-site-ca.crt && update-ca-certificates"
+            );
+            Ok((Some(auto.config), "https"))
+        }
+    }
+}
+
+fn hostname() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim();
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+fn print_banner(root: &std::path::Path, local: SocketAddr, scheme: &str, args: &ServeArgs) {
+    let host = if local.ip().is_unspecified() {
+        hostname().unwrap_or_else(|| "127.0.0.1".into())
+    } else {
+        match local.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    let target = format!("{host}:{}", local.port());
+    let verify = if scheme == "http" { "=false" } else { "=true" };
+    println!(
+        "ferry registry on {scheme}://{local} (store {})",
+        root.display()
+    );
+    if args.htpasswd.is_some() {
+        println!("  login: skopeo login --tls-verify{verify} {target}   (or podman login)");
+    }
+    println!(
+        "  push:  skopeo copy --dest-tls-verify{verify} oci-archive:image.tar docker://{target}/library/app:1.0"
+    );
+    println!(
+        "         podman push --tls-verify{verify} localhost/app:1.0 {target}/library/app:1.0"
+    );
+    println!(
+        "  pull:  skopeo copy --src-tls-verify{verify} docker://{target}/library/app:1.0 oci:app"
+    );
+    println!("         podman pull --tls-verify{verify} {target}/library/app:1.0");
+    println!("  press Ctrl-C to stop");
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing open requests");
+}
