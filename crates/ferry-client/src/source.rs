@@ -2,7 +2,7 @@
 //!
 //! An upload may have to start again from any offset (a retry, a resume
 //! after the process was killed), so a source is not a one-shot reader
-//! but something that can be [opened at an offset](BlobSource::open_at)
+//! but something that can be [opened at an offset](BlobSource::open)
 //! any number of times. ferry's sources are a byte range of a file (a blob
 //! inside a bundle tar, read in place by offset: no extraction, no copy)
 //! and bytes in memory (manifests' configs, tests).
@@ -21,7 +21,7 @@ use futures_util::Stream;
 /// A stream of the source's bytes from some offset to its end.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
-/// The future [`BlobSource::open_at`] returns.
+/// The future [`BlobSource::open`] returns.
 pub type OpenFuture<'a> = Pin<Box<dyn Future<Output = io::Result<ChunkStream>> + Send + 'a>>;
 
 /// A blob's content, readable from any offset, any number of times.
@@ -34,10 +34,10 @@ pub trait BlobSource: Send + Sync {
         self.len() == 0
     }
 
-    /// Streams the bytes from `offset` to the end. Chunks may be of any
-    /// size; a stream that ends early or runs long is an error the upload
-    /// reports (it never sends more than [`BlobSource::len`] bytes).
-    fn open_at(&self, offset: u64) -> OpenFuture<'_>;
+    /// Streams the `len` bytes from `offset` (within [`BlobSource::len`]).
+    /// Chunks may be of any size; a stream that ends early is an error the
+    /// upload reports, and bytes past `len` are ignored.
+    fn open(&self, offset: u64, len: u64) -> OpenFuture<'_>;
 
     /// Names the source in errors (`site.ferry[1024+5000]`).
     fn describe(&self) -> String;
@@ -82,10 +82,10 @@ impl BlobSource for FileRange {
         self.len
     }
 
-    fn open_at(&self, offset: u64) -> OpenFuture<'_> {
+    fn open(&self, offset: u64, len: u64) -> OpenFuture<'_> {
         let path = self.path.clone();
         let start = self.offset + offset.min(self.len);
-        let end = self.offset + self.len;
+        let end = start + len.min(self.len - offset.min(self.len));
         Box::pin(async move {
             let file = tokio::task::spawn_blocking(move || File::open(path))
                 .await
@@ -158,9 +158,10 @@ impl BlobSource for MemorySource {
         self.bytes.len() as u64
     }
 
-    fn open_at(&self, offset: u64) -> OpenFuture<'_> {
+    fn open(&self, offset: u64, len: u64) -> OpenFuture<'_> {
         let start = (offset as usize).min(self.bytes.len());
-        let rest = self.bytes.slice(start..);
+        let end = start + (len as usize).min(self.bytes.len() - start);
+        let rest = self.bytes.slice(start..end);
         // Handed out in read-sized pieces, like a file, so that progress
         // and chunk boundaries behave the same.
         let pieces: Vec<io::Result<Bytes>> = (0..rest.len())
@@ -181,7 +182,8 @@ mod tests {
     use futures_util::TryStreamExt;
 
     async fn read_all(source: &dyn BlobSource, offset: u64) -> io::Result<Vec<u8>> {
-        let chunks: Vec<Bytes> = source.open_at(offset).await?.try_collect().await?;
+        let len = source.len().saturating_sub(offset);
+        let chunks: Vec<Bytes> = source.open(offset, len).await?.try_collect().await?;
         Ok(chunks.concat())
     }
 
@@ -198,7 +200,9 @@ mod tests {
         let past_end = FileRange::new(&path, 2_999_000, 2000);
         let err = read_all(&past_end, 0).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(FileRange::new(dir.path().join("missing"), 0, 1).open_at(0).await.is_err());
+        assert!(FileRange::new(dir.path().join("missing"), 0, 1).open(0, 1).await.is_err());
+        let middle: Vec<Bytes> = range.open(10, 20).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(middle.concat(), &data[110..130]);
         assert_eq!(FileRange::whole(&path).unwrap().len(), 3_000_000);
     }
 

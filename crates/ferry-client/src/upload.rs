@@ -138,6 +138,12 @@ struct Session {
     offset: u64,
 }
 
+enum MountResult {
+    Mounted(String),
+    /// Not mounted; the session the last declining registry answer opened.
+    Declined(Option<Session>),
+}
+
 /// Why one upload step failed, and where the session stood.
 struct Failure {
     error: ClientError,
@@ -388,29 +394,46 @@ impl Upload<'_> {
             }
         }
         if session.is_none() {
-            for from in &self.options.mount_from {
-                if from == repo.name() {
-                    continue;
-                }
-                match repo.try_mount(&self.host, self.digest, from).await {
-                    Ok(None) => {
-                        return Ok(PushOutcome::Mounted { from: from.clone() });
-                    }
-                    Ok(Some(fallback)) => {
-                        session = Some(fallback);
-                        break;
-                    }
-                    // A registry may refuse mounts outright (no pull right on
-                    // `from`, unsupported): upload normally instead.
-                    Err(e) if !e.is_transient() => {
-                        tracing::debug!("mount of {} from {from} refused: {e}", self.digest);
-                    }
-                    Err(e) => return Err(e),
-                }
+            match self.mount().await? {
+                MountResult::Mounted(from) => return Ok(PushOutcome::Mounted { from }),
+                MountResult::Declined(fallback) => session = fallback,
             }
         }
         self.upload(session).await?;
         Ok(PushOutcome::Uploaded)
+    }
+
+    /// Tries each mount candidate in turn. A registry that declines opens
+    /// an upload session instead (`202`); the last one is kept for the
+    /// upload, earlier ones are cancelled.
+    async fn mount(&self) -> Result<MountResult> {
+        let repo = self.repository;
+        let mut fallback: Option<Session> = None;
+        for from in &self.options.mount_from {
+            if from == repo.name() {
+                continue;
+            }
+            match repo.try_mount(&self.host, self.digest, from).await {
+                Ok(None) => {
+                    if let Some(s) = &fallback {
+                        repo.cancel_upload(&self.host, &s.location).await;
+                    }
+                    return Ok(MountResult::Mounted(from.clone()));
+                }
+                Ok(Some(session)) => {
+                    if let Some(previous) = fallback.replace(session) {
+                        repo.cancel_upload(&self.host, &previous.location).await;
+                    }
+                }
+                // A registry may refuse mounts outright (no pull right on
+                // `from`, unsupported): upload normally instead.
+                Err(e) if !e.is_transient() => {
+                    tracing::debug!("mount of {} from {from} refused: {e}", self.digest);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(MountResult::Declined(fallback))
     }
 
     fn note_resume(&mut self, offset: u64) {
@@ -538,13 +561,15 @@ impl Upload<'_> {
             .send_range(Method::PUT, url, 0, self.size(), true)
             .await
             .map_err(fail)?;
-        self.finished(response)
+        self.finished(&Method::PUT, response)
             .await
             .map_err(Failure::at(&session.location))
     }
 
     /// `POST ?digest=` with the whole blob: no session to resume, so a
-    /// failure starts over.
+    /// failure starts over. A registry without one-request uploads
+    /// (Distribution 2.8) ignores the body and answers `202` with a
+    /// session, which then gets the blob the usual way.
     async fn single_post(&mut self) -> Result<(), Failure> {
         let mut url = self.repository.url(&self.host, "blobs/uploads/");
         url.query_pairs_mut()
@@ -557,13 +582,24 @@ impl Upload<'_> {
             .send_range(Method::POST, url, 0, self.size(), true)
             .await
             .map_err(no_session)?;
-        self.finished(response).await.map_err(no_session)
+        if response.status() == StatusCode::ACCEPTED {
+            let location = upload_location(&response).map_err(no_session)?;
+            self.progress.reset(self.id, 0);
+            return self
+                .put_whole(Session {
+                    location,
+                    offset: 0,
+                })
+                .await;
+        }
+        self.finished(&Method::POST, response)
+            .await
+            .map_err(no_session)
     }
 
     /// Checks the answer to the request that completes an upload.
-    async fn finished(&self, response: reqwest::Response) -> Result<()> {
-        let method = Method::PUT;
-        let response = expect_status(&method, response, &[StatusCode::CREATED]).await?;
+    async fn finished(&self, method: &Method, response: reqwest::Response) -> Result<()> {
+        let response = expect_status(method, response, &[StatusCode::CREATED]).await?;
         if let Some(reported) = content_digest(&response)
             && &reported != self.digest
         {
@@ -586,7 +622,7 @@ impl Upload<'_> {
         if position < offset {
             let mut stream = self
                 .source
-                .open_at(position)
+                .open(position, offset - position)
                 .await
                 .map_err(|e| self.source_io(e))?;
             while position < offset {
@@ -689,7 +725,7 @@ impl Upload<'_> {
             .send(&self.host, request)
             .await
             .map_err(Failure::at(&session.location))?;
-        self.finished(response)
+        self.finished(&Method::PUT, response)
             .await
             .map_err(Failure::at(&session.location))
     }
@@ -775,7 +811,7 @@ impl Upload<'_> {
     ) -> Result<()> {
         let mut stream = self
             .source
-            .open_at(start)
+            .open(start, len)
             .await
             .map_err(|e| self.source_io(e))?;
         let mut position = start;
