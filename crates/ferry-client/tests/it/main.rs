@@ -7,4 +7,6 @@
 
 mod push_pull;
 mod resume;
+mod retries;
 mod support;
+mod verify;

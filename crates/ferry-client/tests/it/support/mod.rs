@@ -2,6 +2,7 @@
 //! sources and progress reporters that let tests observe and interrupt.
 
 pub mod distribution;
+pub mod faults;
 pub mod ferry;
 pub mod image;
 
