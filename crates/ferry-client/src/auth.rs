@@ -253,7 +253,9 @@ async fn fetch_token(
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         let text: String = text.chars().take(300).collect();
-        return Err(auth_error(format!("token service answered {status}: {text}")));
+        return Err(auth_error(format!(
+            "token service answered {status}: {text}"
+        )));
     }
     let parsed: TokenResponse = serde_json::from_slice(&body)
         .map_err(|e| auth_error(format!("token response is not JSON: {e}")))?;
@@ -290,7 +292,10 @@ mod tests {
 
     #[test]
     fn scopes() {
-        assert_eq!(Scope::push("proj/app").as_str(), "repository:proj/app:pull,push");
+        assert_eq!(
+            Scope::push("proj/app").as_str(),
+            "repository:proj/app:pull,push"
+        );
         assert_eq!(Scope::push("proj/app").repository(), Some("proj/app"));
         assert_eq!(Scope::catalog().repository(), None);
         assert_eq!(
@@ -306,12 +311,17 @@ mod tests {
         assert!(!auth.learn("r", &h, &[]));
         h.insert(
             http::header::WWW_AUTHENTICATE,
-            r#"Bearer realm="http://127.0.0.1/token",service="reg""#.parse().unwrap(),
+            r#"Bearer realm="http://127.0.0.1/token",service="reg""#
+                .parse()
+                .unwrap(),
         );
         assert!(auth.learn("r", &h, &[]));
         let scheme = |auth: &Authenticator| auth.schemes.lock().unwrap().get("r").cloned();
         assert!(matches!(scheme(&auth), Some(HostScheme::Bearer { .. })));
-        h.insert(http::header::WWW_AUTHENTICATE, "Basic realm=ecr".parse().unwrap());
+        h.insert(
+            http::header::WWW_AUTHENTICATE,
+            "Basic realm=ecr".parse().unwrap(),
+        );
         assert!(auth.learn("r", &h, &[]));
         assert_eq!(scheme(&auth), Some(HostScheme::Basic));
     }

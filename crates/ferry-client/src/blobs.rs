@@ -323,7 +323,10 @@ mod tests {
 
     #[test]
     fn content_range() {
-        assert_eq!(parse_content_range("bytes 10-99/100"), Some((10, Some(100))));
+        assert_eq!(
+            parse_content_range("bytes 10-99/100"),
+            Some((10, Some(100)))
+        );
         assert_eq!(parse_content_range("bytes 0-0/*"), Some((0, None)));
         assert_eq!(parse_content_range("10-99/100"), None);
         assert_eq!(parse_content_range("bytes x-1/2"), None);

@@ -145,7 +145,15 @@ mod tests {
 
     #[test]
     fn garbage_does_not_panic() {
-        for s in ["", "   ", "Bearer", "Bearer realm=", "Bearer realm=\"unterminated", "=,=,\"", "Basic ="] {
+        for s in [
+            "",
+            "   ",
+            "Bearer",
+            "Bearer realm=",
+            "Bearer realm=\"unterminated",
+            "=,=,\"",
+            "Basic =",
+        ] {
             let _ = parse(s);
         }
         assert_eq!(parse("Bearer")[0].scheme, "bearer");

@@ -186,8 +186,9 @@ impl Client {
             .build()
             .map_err(|e| ClientError::Tls(format!("building the HTTP client: {e}")))?;
         let base = |scheme: &str| {
-            Url::parse(&format!("{scheme}://{api_host}/"))
-                .map_err(|e| ClientError::InvalidArgument(format!("invalid registry {registry:?}: {e}")))
+            Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
+                ClientError::InvalidArgument(format!("invalid registry {registry:?}: {e}"))
+            })
         };
         let base = match config.security {
             HostSecurity::Verified => base("https")?,
@@ -232,13 +233,22 @@ impl Client {
             .await
     }
 
-    /// Sends a request with a replayable body: answers one `401` challenge,
-    /// retries transport errors and transient statuses per the retry
+    /// Sends a request with a replayable body, answering `401` challenges
+    /// and retrying transport errors and transient statuses per the retry
     /// policy. Returns the final response whatever its status.
-    pub(crate) async fn send(&self, host: &Host, mut request: Request) -> Result<reqwest::Response> {
+    ///
+    /// Two `401`s are answered: the first teaches the host's scheme (the
+    /// request went out anonymously), the second replaces a token the
+    /// registry refused (expired, revoked, or too narrow); a third means
+    /// the credentials do not grant the access.
+    pub(crate) async fn send(
+        &self,
+        host: &Host,
+        mut request: Request,
+    ) -> Result<reqwest::Response> {
         let policy = &self.inner.options.retry;
         let mut attempt = 0;
-        let mut challenged = false;
+        let mut challenges = 0;
         loop {
             let authorization = self.authorization(host, &request.scopes).await?;
             let mut builder = host
@@ -264,8 +274,8 @@ impl Client {
                     tokio::time::sleep(policy.delay(attempt, None)).await;
                     attempt += 1;
                 }
-                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && !challenged => {
-                    challenged = true;
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED && challenges < 2 => {
+                    challenges += 1;
                     if !self
                         .inner
                         .auth
@@ -349,7 +359,11 @@ fn validate_host(registry: &str) -> Result<()> {
     if registry.contains("://") {
         return bad("give host[:port] without a scheme");
     }
-    if registry.contains('/') || registry.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if registry.contains('/')
+        || registry
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return bad("give host[:port] only (a path prefix belongs to the repository name)");
     }
     Ok(())

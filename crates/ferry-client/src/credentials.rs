@@ -29,7 +29,10 @@ use crate::error::{ClientError, Result};
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken` in config.json), exchanged
     /// for access tokens at the registry's token service.
     IdentityToken(String),
@@ -108,7 +111,11 @@ impl CredentialStore {
 
     /// The files podman and Docker use, found from the environment.
     pub fn from_environment() -> Self {
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let mut files = Vec::new();
         if let Some(f) = env("REGISTRY_AUTH_FILE") {
             files.push(f);
@@ -150,7 +157,10 @@ impl CredentialStore {
     pub fn lookup(&self, registry: &str, repository: &str) -> Result<Option<Credentials>> {
         for (path, file) in &self.files {
             let file = file.as_ref().map_err(|e| {
-                ClientError::Credentials(format!("{} is not a valid auth file: {e}", path.display()))
+                ClientError::Credentials(format!(
+                    "{} is not a valid auth file: {e}",
+                    path.display()
+                ))
             })?;
             if let Some(found) = lookup_in(file, path, registry, repository)? {
                 return Ok(Some(found));
@@ -312,7 +322,9 @@ mod tests {
 
     #[test]
     fn helpers_and_garbage_are_clear_errors() {
-        let (_d, s) = store(r#"{"auths":{"a.example":{}},"credsStore":"desktop","credHelpers":{"b.example":"ecr-login"}}"#);
+        let (_d, s) = store(
+            r#"{"auths":{"a.example":{}},"credsStore":"desktop","credHelpers":{"b.example":"ecr-login"}}"#,
+        );
         let e = s.lookup("a.example", "x").unwrap_err().to_string();
         assert!(e.contains("docker-credential-desktop"), "{e}");
         let e = s.lookup("b.example", "x").unwrap_err().to_string();

@@ -162,7 +162,9 @@ impl ClientError {
     /// The registry's error codes (`BLOB_UNKNOWN`, ...), if any.
     pub fn codes(&self) -> Vec<&str> {
         match self {
-            ClientError::Registry { errors, .. } => errors.iter().map(|e| e.code.as_str()).collect(),
+            ClientError::Registry { errors, .. } => {
+                errors.iter().map(|e| e.code.as_str()).collect()
+            }
             _ => Vec::new(),
         }
     }

@@ -96,7 +96,12 @@ async fn paginate(
         let body = match read_limited(response, MAX_PAGE_BYTES).await {
             Ok(body) => body,
             Err(Some(e)) => return Err(ClientError::transport(&Method::GET, url.as_str(), e)),
-            Err(None) => return Err(ClientError::protocol(&url, "listing page larger than 16 MiB")),
+            Err(None) => {
+                return Err(ClientError::protocol(
+                    &url,
+                    "listing page larger than 16 MiB",
+                ));
+            }
         };
         collect(&url, &body)?;
     }
@@ -118,15 +123,23 @@ impl Repository {
             url.query_pairs_mut().append_pair("n", &n.to_string());
         }
         let mut tags = Vec::new();
-        let result = paginate(self.client(), &host, url, self.pull_scopes(), |url, body| {
-            let page: TagList = serde_json::from_slice(body)
-                .map_err(|e| ClientError::protocol(url, format!("tag list: {e}")))?;
-            tags.extend(page.tags.unwrap_or_default());
-            Ok(())
-        })
+        let result = paginate(
+            self.client(),
+            &host,
+            url,
+            self.pull_scopes(),
+            |url, body| {
+                let page: TagList = serde_json::from_slice(body)
+                    .map_err(|e| ClientError::protocol(url, format!("tag list: {e}")))?;
+                tags.extend(page.tags.unwrap_or_default());
+                Ok(())
+            },
+        )
         .await;
         match result {
-            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) && tags.is_empty() => Ok(Vec::new()),
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) && tags.is_empty() => {
+                Ok(Vec::new())
+            }
             Err(e) => Err(e),
             Ok(()) => Ok(tags),
         }
@@ -161,10 +174,16 @@ impl Repository {
             .map_err(|_| ClientError::protocol(&url, "unreadable referrers page"))?;
         let mut descriptors = parse_index(&url, &body)?;
         if let Some(next) = next {
-            paginate(self.client(), &host, next, self.pull_scopes(), |url, body| {
-                descriptors.extend(parse_index(url, body)?);
-                Ok(())
-            })
+            paginate(
+                self.client(),
+                &host,
+                next,
+                self.pull_scopes(),
+                |url, body| {
+                    descriptors.extend(parse_index(url, body)?);
+                    Ok(())
+                },
+            )
             .await?;
         }
         if let Some(t) = artifact_type.filter(|_| !filtered_by_registry) {

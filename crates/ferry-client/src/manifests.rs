@@ -135,9 +135,11 @@ impl Repository {
             .unwrap_or_else(|| Digest::of(Algorithm::Sha256, &bytes));
         let media_type = match header_type.filter(|t| media_type::is_manifest(t)) {
             Some(t) => t,
-            None => ParsedManifest::parse(&bytes, None)
-                .map_err(|e| ClientError::protocol(&url, format!("{}: {e}", what())))?
-                .media_type,
+            None => {
+                ParsedManifest::parse(&bytes, None)
+                    .map_err(|e| ClientError::protocol(&url, format!("{}: {e}", what())))?
+                    .media_type
+            }
         };
         Ok(Manifest {
             bytes,

@@ -158,7 +158,10 @@ fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(
         ".tmp-{}",
-        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     ));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp)?;

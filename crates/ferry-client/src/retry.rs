@@ -68,7 +68,11 @@ pub fn is_transient_status(status: StatusCode) -> bool {
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
@@ -124,7 +128,10 @@ mod tests {
             assert!(is_transient_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
         for s in [400, 401, 403, 404, 416, 501, 505] {
-            assert!(!is_transient_status(StatusCode::from_u16(s).unwrap()), "{s}");
+            assert!(
+                !is_transient_status(StatusCode::from_u16(s).unwrap()),
+                "{s}"
+            );
         }
     }
 }

@@ -195,13 +195,27 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let range = FileRange::new(&path, 100, 2_500_000);
         assert_eq!(read_all(&range, 0).await.unwrap(), &data[100..2_500_100]);
-        assert_eq!(read_all(&range, 1_234_567).await.unwrap(), &data[1_234_667..2_500_100]);
+        assert_eq!(
+            read_all(&range, 1_234_567).await.unwrap(),
+            &data[1_234_667..2_500_100]
+        );
         assert!(read_all(&range, 2_500_000).await.unwrap().is_empty());
         let past_end = FileRange::new(&path, 2_999_000, 2000);
         let err = read_all(&past_end, 0).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert!(FileRange::new(dir.path().join("missing"), 0, 1).open(0, 1).await.is_err());
-        let middle: Vec<Bytes> = range.open(10, 20).await.unwrap().try_collect().await.unwrap();
+        assert!(
+            FileRange::new(dir.path().join("missing"), 0, 1)
+                .open(0, 1)
+                .await
+                .is_err()
+        );
+        let middle: Vec<Bytes> = range
+            .open(10, 20)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(middle.concat(), &data[110..130]);
         assert_eq!(FileRange::whole(&path).unwrap().len(), 3_000_000);
     }
@@ -211,7 +225,10 @@ mod tests {
         let data: Vec<u8> = (0..2_500_000u32).map(|i| i as u8).collect();
         let source = MemorySource::new(data.clone());
         assert_eq!(read_all(&source, 0).await.unwrap(), data);
-        assert_eq!(read_all(&source, 2_000_000).await.unwrap(), &data[2_000_000..]);
+        assert_eq!(
+            read_all(&source, 2_000_000).await.unwrap(),
+            &data[2_000_000..]
+        );
         assert!(read_all(&source, 9_999_999).await.unwrap().is_empty());
     }
 }

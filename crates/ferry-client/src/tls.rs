@@ -174,7 +174,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = verifying_config(&[empty.clone()]).unwrap_err().to_string();
+        let err = verifying_config(std::slice::from_ref(&empty))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("empty.pem") && err.contains("no PEM"), "{err}");
         let missing = dir.path().join("missing.pem");
         assert!(verifying_config(&[missing]).is_err());

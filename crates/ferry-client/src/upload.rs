@@ -327,9 +327,8 @@ fn upload_offset(response: &reqwest::Response) -> Result<u64> {
     let Some(range) = header_str(response, "range") else {
         return Ok(0);
     };
-    parse_upload_range(range).ok_or_else(|| {
-        ClientError::protocol(response.url(), format!("unusable Range {range:?}"))
-    })
+    parse_upload_range(range)
+        .ok_or_else(|| ClientError::protocol(response.url(), format!("unusable Range {range:?}")))
 }
 
 fn parse_upload_range(range: &str) -> Option<u64> {
@@ -369,7 +368,9 @@ impl Upload<'_> {
         let repo = self.repository;
         let mut session = None;
         if let Some(store) = &self.options.resume
-            && let Some(state) = store.load(repo.registry(), repo.name(), self.digest).await?
+            && let Some(state) = store
+                .load(repo.registry(), repo.name(), self.digest)
+                .await?
         {
             match Url::parse(&state.location) {
                 Ok(location) => session = repo.upload_status(&self.host, &location).await?,
@@ -377,21 +378,26 @@ impl Upload<'_> {
             }
             match &session {
                 Some(s) => self.note_resume(s.offset),
-                None => store.remove(repo.registry(), repo.name(), self.digest).await?,
+                None => {
+                    store
+                        .remove(repo.registry(), repo.name(), self.digest)
+                        .await?
+                }
             }
         }
-        if session.is_none() && self.options.check_exists {
-            if let Some(size) = repo.blob_exists(self.digest).await? {
-                if size != self.size() && size != 0 {
-                    tracing::warn!(
-                        "{}: registry has {} with {size} bytes, expected {}",
-                        repo.name(),
-                        self.digest,
-                        self.size()
-                    );
-                }
-                return Ok(PushOutcome::Exists);
+        if session.is_none()
+            && self.options.check_exists
+            && let Some(size) = repo.blob_exists(self.digest).await?
+        {
+            if size != self.size() && size != 0 {
+                tracing::warn!(
+                    "{}: registry has {} with {size} bytes, expected {}",
+                    repo.name(),
+                    self.digest,
+                    self.size()
+                );
             }
+            return Ok(PushOutcome::Exists);
         }
         if session.is_none() {
             match self.mount().await? {
@@ -514,7 +520,9 @@ impl Upload<'_> {
     async fn forget(&self) -> Result<()> {
         if let Some(store) = &self.options.resume {
             let repo = self.repository;
-            store.remove(repo.registry(), repo.name(), self.digest).await?;
+            store
+                .remove(repo.registry(), repo.name(), self.digest)
+                .await?;
         }
         Ok(())
     }
@@ -646,7 +654,10 @@ impl Upload<'_> {
             return Err(Failure {
                 error: ClientError::protocol(
                     &session.location,
-                    format!("registry holds {} bytes of a {size}-byte blob", session.offset),
+                    format!(
+                        "registry holds {} bytes of a {size}-byte blob",
+                        session.offset
+                    ),
                 ),
                 location: None,
             });
@@ -752,7 +763,9 @@ impl Upload<'_> {
                 &format!("{start}-{}", start + len - 1),
             )?;
         }
-        repo.client().prepare_auth(&self.host, &request.scopes).await?;
+        repo.client()
+            .prepare_auth(&self.host, &request.scopes)
+            .await?;
         // The body is fed through a small channel by `produce`, which runs
         // in this task; the request owns only the receiving end.
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);

@@ -5,8 +5,11 @@
 //!
 //! Needs the Debian packages docker-registry, skopeo and apache2-utils.
 
+mod auth;
 mod push_pull;
 mod resume;
 mod retries;
+mod skopeo;
 mod support;
+mod tls;
 mod verify;

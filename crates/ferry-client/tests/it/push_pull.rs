@@ -86,7 +86,10 @@ async fn image_and_index_round_trip(client: &Client, host: &str) {
     for (child, image) in children.iter().zip([&amd, &arm]) {
         let m = repo.get_manifest(&child.digest.to_string()).await.unwrap();
         assert_eq!(m.bytes, image.manifest);
-        assert_eq!(child.platform.as_ref().unwrap().architecture, image.platform.1);
+        assert_eq!(
+            child.platform.as_ref().unwrap().architecture,
+            image.platform.1
+        );
     }
     let by_digest = repo.get_manifest(&index_digest.to_string()).await.unwrap();
     assert_eq!(by_digest.bytes, index);
@@ -152,7 +155,10 @@ async fn push_paths(client: &Client, host: &str) {
         }
     );
     assert_eq!(mounted.bytes_sent, 0);
-    assert_eq!(b.blob_exists(&digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(
+        b.blob_exists(&digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
     // No candidate has it: uploaded into the session the 202 opened.
     let nowhere = PushOptions {
         mount_from: vec!["site/nothing-here".into()],
@@ -191,7 +197,12 @@ async fn push_paths(client: &Client, host: &str) {
         let digest = Digest::sha256(&data);
         let progress = RecordingProgress::default();
         let report = a
-            .push_blob(&digest, &MemorySource::new(data.clone()), &options, &progress)
+            .push_blob(
+                &digest,
+                &MemorySource::new(data.clone()),
+                &options,
+                &progress,
+            )
             .await
             .unwrap();
         assert_eq!(report.outcome, PushOutcome::Uploaded, "{options:?}");

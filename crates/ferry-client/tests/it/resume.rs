@@ -141,7 +141,11 @@ async fn interrupt_and_resume(
         .unwrap();
     assert_eq!(report.outcome, PushOutcome::Uploaded);
     assert!(
-        ResumeStore::open(&resume_dir).unwrap().list().unwrap().is_empty(),
+        ResumeStore::open(&resume_dir)
+            .unwrap()
+            .list()
+            .unwrap()
+            .is_empty(),
         "a finished upload forgets its state"
     );
     // What the registry committed is the file, byte for byte.
@@ -204,7 +208,10 @@ async fn distribution_restarts_after_kill_9_mid_chunk() {
     // Distribution cancelled the session; the blob was sent again, whole,
     // and still verified.
     assert_eq!(report.resumed_at, None, "{report:?}");
-    assert_eq!(report.restarts, 0, "a cancelled saved session is not a restart");
+    assert_eq!(
+        report.restarts, 0,
+        "a cancelled saved session is not a restart"
+    );
     assert_eq!(report.bytes_sent, SIZE);
 }
 
@@ -246,6 +253,8 @@ async fn child_push() {
         );
     let digest: Digest = var("FERRY_TEST_CHILD_DIGEST").parse().unwrap();
     let options = options(Path::new(&var("FERRY_TEST_CHILD_RESUME")));
-    let result = repo.push_blob(&digest, &source, &options, &NoProgress).await;
+    let result = repo
+        .push_blob(&digest, &source, &options, &NoProgress)
+        .await;
     panic!("the push should pause until killed, but ended: {result:?}");
 }

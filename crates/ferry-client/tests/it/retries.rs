@@ -28,10 +28,34 @@ async fn faulty_registry() -> (FerryRegistry, Arc<Faults>) {
 async fn transient_statuses_are_retried() {
     let (registry, faults) = faulty_registry().await;
     let host = registry.host();
-    faults.add(Method::POST, "/blobs/uploads/", 0, 2, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
-    faults.add(Method::HEAD, "/blobs/", 0, 1, Fault::Status(StatusCode::TOO_MANY_REQUESTS));
-    faults.add(Method::PUT, "/manifests/", 0, 1, Fault::Status(StatusCode::BAD_GATEWAY));
-    faults.add(Method::GET, "/manifests/", 0, 3, Fault::Status(StatusCode::GATEWAY_TIMEOUT));
+    faults.add(
+        Method::POST,
+        "/blobs/uploads/",
+        0,
+        2,
+        Fault::Status(StatusCode::SERVICE_UNAVAILABLE),
+    );
+    faults.add(
+        Method::HEAD,
+        "/blobs/",
+        0,
+        1,
+        Fault::Status(StatusCode::TOO_MANY_REQUESTS),
+    );
+    faults.add(
+        Method::PUT,
+        "/manifests/",
+        0,
+        1,
+        Fault::Status(StatusCode::BAD_GATEWAY),
+    );
+    faults.add(
+        Method::GET,
+        "/manifests/",
+        0,
+        3,
+        Fault::Status(StatusCode::GATEWAY_TIMEOUT),
+    );
 
     let client = plain_client(&host);
     let repo = client.repository(&host, "retry/app").unwrap();
@@ -64,7 +88,13 @@ async fn transient_statuses_are_retried() {
 async fn retries_are_bounded() {
     let (registry, faults) = faulty_registry().await;
     let host = registry.host();
-    faults.add(Method::GET, "/manifests/", 0, 100, Fault::Status(StatusCode::SERVICE_UNAVAILABLE));
+    faults.add(
+        Method::GET,
+        "/manifests/",
+        0,
+        100,
+        Fault::Status(StatusCode::SERVICE_UNAVAILABLE),
+    );
     let client = plain_client(&host);
     let repo = client.repository(&host, "retry/app").unwrap();
     let err = repo.get_manifest("v1").await.unwrap_err();
@@ -112,7 +142,13 @@ async fn cut_chunk_resumes_from_the_registry_offset() {
     let data = Bytes::from(random_bytes(42, 5 * CHUNK as usize + 999));
     let digest = Digest::sha256(&data);
     // The third PATCH reaches the registry only in part.
-    faults.add(Method::PATCH, "/blobs/uploads/", 2, 1, Fault::CutRequestBody(CUT_AFTER));
+    faults.add(
+        Method::PATCH,
+        "/blobs/uploads/",
+        2,
+        1,
+        Fault::CutRequestBody(CUT_AFTER),
+    );
 
     let client = plain_client(&host);
     let repo = client.repository(&host, "retry/chunks").unwrap();
@@ -123,7 +159,12 @@ async fn cut_chunk_resumes_from_the_registry_offset() {
     };
     let progress = RecordingProgress::default();
     let report = repo
-        .push_blob(&digest, &MemorySource::new(data.clone()), &options, &progress)
+        .push_blob(
+            &digest,
+            &MemorySource::new(data.clone()),
+            &options,
+            &progress,
+        )
         .await
         .unwrap();
     let resumed = 2 * CHUNK + CUT_AFTER;
@@ -155,9 +196,15 @@ async fn cut_chunk_resumes_from_the_registry_offset() {
     for p in &patches {
         // A declared length, not chunked transfer encoding (ECR and
         // others insist).
-        assert!(p.content_length.is_some() && p.transfer_encoding.is_none(), "{p:?}");
+        assert!(
+            p.content_length.is_some() && p.transfer_encoding.is_none(),
+            "{p:?}"
+        );
     }
-    assert_eq!(repo.blob_exists(&digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(
+        repo.blob_exists(&digest).await.unwrap(),
+        Some(data.len() as u64)
+    );
 }
 
 /// A download cut short continues with `Range` from the next byte.
@@ -169,11 +216,22 @@ async fn cut_download_resumes_with_range() {
     let repo = client.repository(&host, "retry/pull").unwrap();
     let data = Bytes::from(random_bytes(43, 3 << 20));
     let digest = Digest::sha256(&data);
-    repo.push_blob(&digest, &MemorySource::new(data.clone()), &PushOptions::default(), &NoProgress)
-        .await
-        .unwrap();
+    repo.push_blob(
+        &digest,
+        &MemorySource::new(data.clone()),
+        &PushOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     const CUT: u64 = 1_000_000;
-    faults.add(Method::GET, "/blobs/sha256:", 0, 2, Fault::TruncateResponse(CUT));
+    faults.add(
+        Method::GET,
+        "/blobs/sha256:",
+        0,
+        2,
+        Fault::TruncateResponse(CUT),
+    );
     let mut out = Vec::new();
     let d = Descriptor::new(media_type::OCI_LAYER_TAR, digest.clone(), data.len() as u64);
     repo.fetch_blob(&d, &mut out, &NoProgress).await.unwrap();
@@ -205,7 +263,11 @@ async fn registry_errors_are_typed() {
     assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
     assert!(err.has_code("MANIFEST_UNKNOWN"), "{err}");
     let bad = repo
-        .put_manifest("v1", media_type::OCI_MANIFEST, Bytes::from_static(b"{not json"))
+        .put_manifest(
+            "v1",
+            media_type::OCI_MANIFEST,
+            Bytes::from_static(b"{not json"),
+        )
         .await
         .unwrap_err();
     assert!(matches!(bad, ClientError::Registry { .. }));

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use axum::http::Method;
 use bytes::Bytes;
-use ferry_client::{
-    Client, ClientError, FileRange, MemorySource, PushOptions, ResumeStore,
-};
+use ferry_client::{Client, ClientError, FileRange, MemorySource, PushOptions, ResumeStore};
 use ferry_oci::progress::NoProgress;
 use ferry_oci::{Descriptor, Digest, media_type};
 use ferry_registry::auth::Auth;
@@ -50,7 +48,12 @@ async fn wrong_digest_never_committed(client: &Client, host: &str) {
         let claimed = Digest::sha256(&expected);
         let progress = RecordingProgress::default();
         let err = repo
-            .push_blob(&claimed, &MemorySource::new(data.clone()), &options, &progress)
+            .push_blob(
+                &claimed,
+                &MemorySource::new(data.clone()),
+                &options,
+                &progress,
+            )
             .await
             .unwrap_err();
         assert!(
@@ -71,7 +74,11 @@ async fn wrong_digest_never_committed(client: &Client, host: &str) {
         );
     }
     assert!(
-        ResumeStore::open(resume.path()).unwrap().list().unwrap().is_empty(),
+        ResumeStore::open(resume.path())
+            .unwrap()
+            .list()
+            .unwrap()
+            .is_empty(),
         "a failed source leaves no state to resume"
     );
 
@@ -113,16 +120,21 @@ async fn ferry_registry_never_commits_a_wrong_digest() {
     wrong_digest_never_committed(&plain_client(&registry.host()), &registry.host()).await;
     let seen = faults.seen();
     let committing: Vec<_> = seen.iter().filter(|s| s.uri.contains("digest=")).collect();
-    // The PUT of POST+PUT, the single POST, the short file's PUT; none
-    // from the chunked upload.
-    assert_eq!(committing.len(), 3, "{committing:#?}");
+    // The PUT of POST+PUT and the single POST carried data (the short
+    // file's PUT failed before sending any, and may not have reached the
+    // registry at all); the chunked upload sent none.
+    let with_data = committing.iter().filter(|s| s.body_received > 0).count();
+    assert_eq!(with_data, 2, "{committing:#?}");
     for s in committing {
         let declared: u64 = s.content_length.as_deref().unwrap().parse().unwrap();
         assert!(s.body_received < declared, "{s:?}");
         assert_ne!(s.status, 201, "{s:?}");
     }
     // The chunked upload's session was cancelled.
-    assert!(seen.iter().any(|s| s.method == Method::DELETE && s.status == 204));
+    assert!(
+        seen.iter()
+            .any(|s| s.method == Method::DELETE && s.status == 204)
+    );
 }
 
 /// Alters the stored bytes of a blob in Distribution's storage, which
@@ -152,7 +164,11 @@ async fn corrupted_content_is_refused_on_pull() {
     let layer = &image.layers[0];
     let layer_digest = Digest::sha256(layer);
     corrupt(&registry, &layer_digest, |b| b[10] ^= 0xff);
-    let d = Descriptor::new(media_type::OCI_LAYER_TAR, layer_digest.clone(), layer.len() as u64);
+    let d = Descriptor::new(
+        media_type::OCI_LAYER_TAR,
+        layer_digest.clone(),
+        layer.len() as u64,
+    );
     let err = repo
         .fetch_blob(&d, &mut Vec::new(), &NoProgress)
         .await

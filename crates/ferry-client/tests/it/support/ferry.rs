@@ -8,8 +8,7 @@ use ferry_store::{Limits, Store};
 use tokio::task::JoinHandle;
 
 pub struct FerryRegistry {
-    pub dir: tempfile::TempDir,
-    pub store: Store,
+    _dir: tempfile::TempDir,
     host: String,
     task: JoinHandle<()>,
 }
@@ -33,14 +32,13 @@ impl FerryRegistry {
     {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("store"), Limits::default()).unwrap();
-        let router = wrap(Registry::new(store.clone(), auth).router());
+        let router = wrap(Registry::new(store, auth).router());
         let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
         let task = tokio::spawn(async move {
             axum::serve(listener, router).await.unwrap();
         });
         FerryRegistry {
-            dir,
-            store,
+            _dir: dir,
             host,
             task,
         }

@@ -22,6 +22,43 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// `data` as a valid gzip stream made of stored (uncompressed) deflate
+/// blocks (RFC 1951 §3.2.4, RFC 1952): real gzip layers, the way tools
+/// detect them by their magic, without a compressor in the tests.
+pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let mut blocks = data.chunks(65535).peekable();
+    if blocks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(block) = blocks.next() {
+        out.push(u8::from(blocks.peek().is_none()));
+        let len = block.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE 802.3), bitwise: test data is small.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 pub struct TestImage {
     pub config: Bytes,
     pub layers: Vec<Bytes>,
@@ -32,14 +69,18 @@ pub struct TestImage {
 
 impl TestImage {
     pub fn new(seed: u64, layer_sizes: &[usize], os: &str, arch: &str) -> Self {
-        let layers: Vec<Bytes> = layer_sizes
+        let uncompressed: Vec<Vec<u8>> = layer_sizes
             .iter()
             .enumerate()
-            .map(|(i, &n)| Bytes::from(random_bytes(seed * 1000 + i as u64, n)))
+            .map(|(i, &n)| random_bytes(seed * 1000 + i as u64, n))
             .collect();
-        let diff_ids: Vec<String> = layers
+        let diff_ids: Vec<String> = uncompressed
             .iter()
             .map(|l| Digest::sha256(l).to_string())
+            .collect();
+        let layers: Vec<Bytes> = uncompressed
+            .iter()
+            .map(|l| Bytes::from(gzip_stored(l)))
             .collect();
         let config = Bytes::from(
             serde_json::to_vec(&json!({
@@ -56,7 +97,7 @@ impl TestImage {
                 "schemaVersion": 2,
                 "mediaType": media_type::OCI_MANIFEST,
                 "config": descriptor(media_type::OCI_CONFIG, &config),
-                "layers": layers.iter().map(|l| descriptor(media_type::OCI_LAYER_TAR, l)).collect::<Vec<_>>(),
+                "layers": layers.iter().map(|l| descriptor(media_type::OCI_LAYER_GZIP, l)).collect::<Vec<_>>(),
             }))
             .unwrap(),
         );

@@ -5,6 +5,7 @@ pub mod distribution;
 pub mod faults;
 pub mod ferry;
 pub mod image;
+pub mod token_server;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,7 +87,10 @@ impl Progress for RecordingProgress {
             .push(format!("advance {id} {bytes}"));
     }
     fn reset(&self, id: &str, done: u64) {
-        self.events.lock().unwrap().push(format!("reset {id} {done}"));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("reset {id} {done}"));
     }
     fn finish(&self, id: &str, outcome: &str) {
         self.events
@@ -134,9 +138,8 @@ impl<S: BlobSource> BlobSource for ObservedSource<S> {
         let marker = self.paused_marker.clone();
         Box::pin(async move {
             let inner = self.inner.open(offset, len).await?;
-            let stream = futures_util::stream::unfold(
-                (inner, offset),
-                move |(mut inner, position)| {
+            let stream =
+                futures_util::stream::unfold((inner, offset), move |(mut inner, position)| {
                     let read = read.clone();
                     let marker = marker.clone();
                     async move {
@@ -163,8 +166,7 @@ impl<S: BlobSource> BlobSource for ObservedSource<S> {
                         let next = position + chunk.len() as u64;
                         Some((Ok(chunk), (inner, next)))
                     }
-                },
-            );
+                });
             Ok(Box::pin(stream) as ChunkStream)
         })
     }
