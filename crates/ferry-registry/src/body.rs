@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
 use axum::body::Body;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use ferry_oci::Digest;
 use ferry_store::{Store, StoreError};
 use futures_util::StreamExt;
@@ -146,18 +146,17 @@ pub fn file_body(mut file: File, start: u64, len: u64) -> Body {
         }
         let mut remaining = len;
         while remaining > 0 {
-            let want = remaining.min(DOWNLOAD_CHUNK as u64) as usize;
-            let mut buf = BytesMut::zeroed(want);
-            let result = read_full(&mut file, &mut buf);
-            let message = match result {
+            let want = remaining.min(DOWNLOAD_CHUNK as u64);
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want as usize);
+            let message = match (&mut file).take(want).read_to_end(&mut buf) {
                 Ok(0) => Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "blob file is shorter than its recorded size",
                 )),
                 Ok(n) => {
-                    buf.truncate(n);
                     remaining -= n as u64;
-                    Ok(buf.freeze())
+                    Ok(Bytes::from(buf))
                 }
                 Err(e) => Err(e),
             };
@@ -169,17 +168,4 @@ pub fn file_body(mut file: File, start: u64, len: u64) -> Body {
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Body::from_stream(stream)
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }

@@ -142,7 +142,10 @@ pub async fn issue(State(registry): State<Registry>, request: Request) -> Respon
         access,
     };
     let token = auth.tokens.sign(&claims);
-    let issued_at = httpdate::fmt_http_date(SystemTime::now());
+    // RFC 3339, as the token spec requires (Docker and containers/image parse it).
+    let issued_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
     tracing::debug!(
         user = identity.as_deref().unwrap_or("anonymous"),
         "token issued"

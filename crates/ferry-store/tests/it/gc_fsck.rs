@@ -20,7 +20,7 @@ fn gc_keeps_referenced_and_removes_orphans() {
     store.delete_manifest("r", &gone).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let report = store.gc(&no_grace()).unwrap();
-    let deleted: Vec<_> = report.blobs_deleted.iter().cloned().collect();
+    let deleted = &report.blobs_deleted;
     for d in [Digest::sha256(b"cfg2"), Digest::sha256(b"only-v2"), gone] {
         assert!(deleted.contains(&d), "{d} should be collected");
         assert_eq!(store.blob_size(&d).unwrap(), None);

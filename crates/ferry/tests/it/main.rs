@@ -1,0 +1,98 @@
+//! Tests of the `ferry` binary as users run it, against real clients
+//! (skopeo, podman from Debian) and with real process crashes.
+
+mod cli;
+mod crash;
+mod images;
+mod registry_clients;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// The binary under test.
+pub fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// Runs a command to completion, panicking with its output if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A `ferry serve` process on a loopback port of its own choosing.
+pub struct Server {
+    child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub state: PathBuf,
+    /// Everything the server printed before it was ready.
+    pub banner: String,
+}
+
+impl Server {
+    pub fn start(state: &Path, extra: &[&str]) -> Server {
+        std::fs::create_dir_all(state).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(state.join("server.log"))
+            .unwrap();
+        let mut child = ferry()
+            .args(["serve", "--listen", "127.0.0.1:0", "--state"])
+            .arg(state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("ferry serve starts");
+        let mut banner = String::new();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("ferry serve exited before listening:\n{banner}"))
+                .unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(rest) = line.strip_prefix("ferry registry on ") {
+                let url = rest.split_whitespace().next().unwrap();
+                break url.split("://").nth(1).unwrap().to_string();
+            }
+        };
+        // Keep draining stdout so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            addr,
+            state: state.to_path_buf(),
+            banner,
+        }
+    }
+
+    /// SIGKILL, as a power cut would stop it (minus the page cache).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
