@@ -22,41 +22,13 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-/// `data` as a valid gzip stream made of stored (uncompressed) deflate
-/// blocks (RFC 1951 §3.2.4, RFC 1952): real gzip layers, the way tools
-/// detect them by their magic, without a compressor in the tests.
-pub fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-    let mut blocks = data.chunks(65535).peekable();
-    if blocks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
-    }
-    while let Some(block) = blocks.next() {
-        out.push(u8::from(blocks.peek().is_none()));
-        let len = block.len() as u16;
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&(!len).to_le_bytes());
-        out.extend_from_slice(block);
-    }
-    out.extend_from_slice(&crc32(data).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out
-}
-
-/// CRC-32 (IEEE 802.3), bitwise: test data is small.
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &b in data {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
+/// `data` gzip-compressed: real gzip layers, the way tools detect them
+/// by their magic.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
 }
 
 pub struct TestImage {
@@ -78,10 +50,7 @@ impl TestImage {
             .iter()
             .map(|l| Digest::sha256(l).to_string())
             .collect();
-        let layers: Vec<Bytes> = uncompressed
-            .iter()
-            .map(|l| Bytes::from(gzip_stored(l)))
-            .collect();
+        let layers: Vec<Bytes> = uncompressed.iter().map(|l| Bytes::from(gzip(l))).collect();
         let config = Bytes::from(
             serde_json::to_vec(&json!({
                 "architecture": arch,
