@@ -30,6 +30,7 @@ use url::Url;
 use crate::challenge::{self, Challenge};
 use crate::credentials::Credentials;
 use crate::error::{ClientError, Result, read_limited};
+use crate::retry::{RetryPolicy, is_transient_status};
 
 /// A token scope: `repository:NAME:ACTIONS` or `registry:catalog:*`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -147,6 +148,7 @@ impl Authenticator {
     pub async fn header(
         &self,
         http: &reqwest::Client,
+        policy: &RetryPolicy,
         host: &str,
         scopes: &[Scope],
         credentials: Option<&Credentials>,
@@ -174,8 +176,15 @@ impl Authenticator {
                 {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }
-                let fetched =
-                    fetch_token(http, &realm, service.as_deref(), scopes, credentials).await?;
+                let fetched = fetch_token(
+                    http,
+                    policy,
+                    &realm,
+                    service.as_deref(),
+                    scopes,
+                    credentials,
+                )
+                .await?;
                 let header = format!("Bearer {}", fetched.value);
                 *token = Some(fetched);
                 Ok(Some(header))
@@ -187,6 +196,7 @@ impl Authenticator {
 /// Asks the token service for a token covering `scopes`.
 async fn fetch_token(
     http: &reqwest::Client,
+    policy: &RetryPolicy,
     realm: &str,
     service: Option<&str>,
     scopes: &[Scope],
@@ -242,14 +252,39 @@ async fn fetch_token(
             request
         }
     };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| auth_error(format!("token request failed: {e}")))?;
-    let status = response.status();
-    let body = read_limited(response, 1024 * 1024)
-        .await
-        .map_err(|_| auth_error("token response unreadable or larger than 1 MiB".into()))?;
+    // The token service fails like any server: retry what may pass.
+    let mut attempt = 0;
+    let (status, body) = loop {
+        let outcome = match request
+            .try_clone()
+            .expect("token requests have no stream body")
+            .send()
+            .await
+        {
+            Ok(response) => {
+                let status = response.status();
+                let transient = is_transient_status(status);
+                match read_limited(response, 1024 * 1024).await {
+                    Ok(body) if !transient => Ok((status, body)),
+                    Ok(_) => Err(format!("token service answered {status}")),
+                    Err(Some(e)) => Err(format!("token response cut short: {e}")),
+                    Err(None) => {
+                        return Err(auth_error("token response larger than 1 MiB".into()));
+                    }
+                }
+            }
+            Err(e) => Err(format!("token request failed: {e}")),
+        };
+        match outcome {
+            Ok(answer) => break answer,
+            Err(reason) if attempt >= policy.max_retries => return Err(auth_error(reason)),
+            Err(reason) => {
+                tracing::debug!("{realm}: {reason}; retrying");
+                tokio::time::sleep(policy.delay(attempt, None)).await;
+                attempt += 1;
+            }
+        }
+    };
     if !status.is_success() {
         let text = String::from_utf8_lossy(&body);
         let text: String = text.chars().take(300).collect();

@@ -108,6 +108,12 @@ impl Client {
         &self.inner.options
     }
 
+    /// The repository an image reference names (`nginx` is
+    /// `docker.io/library/nginx`, served by `registry-1.docker.io`).
+    pub fn repository_of(&self, reference: &ferry_oci::Reference) -> Result<Repository> {
+        self.repository(&reference.registry, &reference.repository)
+    }
+
     /// A handle on repository `name` of `registry` (`host[:port]`, as in
     /// references). Nothing is contacted yet.
     pub fn repository(&self, registry: &str, name: &str) -> Result<Repository> {
@@ -229,7 +235,13 @@ impl Client {
         let credentials = self.credentials(host, scopes)?;
         self.inner
             .auth
-            .header(&host.http, &host.name, scopes, credentials.as_ref())
+            .header(
+                &host.http,
+                &self.inner.options.retry,
+                &host.name,
+                scopes,
+                credentials.as_ref(),
+            )
             .await
     }
 

@@ -21,7 +21,7 @@ use crate::support::distribution::{Config, Distribution, TokenAuth, htpasswd_fil
 use crate::support::faults::Faults;
 use crate::support::ferry::FerryRegistry;
 use crate::support::image::TestImage;
-use crate::support::token_server::{ISSUER, SERVICE, TokenServer};
+use crate::support::token_server::{IDENTITY_TOKEN, ISSUER, SERVICE, TokenServer};
 use crate::support::{fast_retries, plain_client, plain_client_with};
 
 fn with_credentials(host: &str, user: &str, password: &str) -> Client {
@@ -146,6 +146,24 @@ async fn distribution_token_auth() {
             .get_manifest("v1")
             .await,
     );
+    // An identity token (config.json `identitytoken`) is exchanged with
+    // the OAuth2 refresh-token grant.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {&host: {"auth": STANDARD.encode("<token>:"), "identitytoken": IDENTITY_TOKEN}}})
+            .to_string(),
+    )
+    .unwrap();
+    let oauth = Client::new(ClientOptions {
+        credential_store: Arc::new(CredentialStore::from_files(&[config])),
+        retry: fast_retries(),
+        ..ClientOptions::default().host(&host, HostConfig::plain_http())
+    })
+    .unwrap();
+    pull_back(&oauth.repository(&host, "tok/app").unwrap(), &image).await;
+
     // A wrong password is refused by the token service itself.
     let wrong = with_credentials(&host, "bob", "nope");
     let err = wrong

@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 
 pub const SERVICE: &str = "ferry-test";
 pub const ISSUER: &str = "ferry-test-issuer";
+/// The identity (refresh) token the service accepts, standing for the user.
+pub const IDENTITY_TOKEN: &str = "refresh-secret";
 
 /// One request to the token endpoint.
 #[derive(Debug, Clone)]
@@ -77,7 +79,7 @@ impl TokenServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
         let router = Router::new()
-            .route("/token", get(issue))
+            .route("/token", get(issue).post(issue_oauth))
             .with_state(inner.clone());
         let task = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         TokenServer {
@@ -130,6 +132,27 @@ async fn issue(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             }
         }
     };
+    respond(&inner, user, scopes, false)
+}
+
+/// `POST /token` with `grant_type=refresh_token` (RFC 6749 §6).
+async fn issue_oauth(State(inner): State<Arc<Inner>>, body: String) -> Response {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    if field("grant_type") != Some("refresh_token")
+        || field("refresh_token") != Some(IDENTITY_TOKEN)
+    {
+        return (StatusCode::UNAUTHORIZED, "bad refresh token").into_response();
+    }
+    let scopes = field("scope")
+        .map(|s| s.split(' ').map(str::to_string).collect())
+        .unwrap_or_default();
+    respond(&inner, Some(inner.user.clone()), scopes, true)
+}
+
+fn respond(inner: &Inner, user: Option<String>, scopes: Vec<String>, oauth: bool) -> Response {
     inner.requests.lock().unwrap().push(TokenRequest {
         user: user.clone(),
         scopes: scopes.clone(),
@@ -173,9 +196,10 @@ async fn issue(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
         .unwrap();
     let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature));
-    // Alternate the field name: clients must accept both.
+    // OAuth2 answers carry access_token; the Docker flow alternates the
+    // field name, since clients must accept both.
     let n = inner.requests.lock().unwrap().len();
-    let body = if n % 2 == 0 {
+    let body = if oauth || n % 2 == 0 {
         serde_json::json!({"access_token": token, "expires_in": 300})
     } else {
         serde_json::json!({"token": token, "expires_in": 300})
