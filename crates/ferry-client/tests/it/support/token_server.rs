@@ -199,7 +199,7 @@ fn respond(inner: &Inner, user: Option<String>, scopes: Vec<String>, oauth: bool
     // OAuth2 answers carry access_token; the Docker flow alternates the
     // field name, since clients must accept both.
     let n = inner.requests.lock().unwrap().len();
-    let body = if oauth || n % 2 == 0 {
+    let body = if oauth || n.is_multiple_of(2) {
         serde_json::json!({"access_token": token, "expires_in": 300})
     } else {
         serde_json::json!({"token": token, "expires_in": 300})
