@@ -174,13 +174,13 @@ impl ClientError {
         self.codes().contains(&code)
     }
 
-    /// True for failures worth retrying: transport errors, truncated
-    /// bodies, 408, 429 and 5xx except 501 (not implemented) and 505.
+    /// True for failures worth retrying: transport errors (including
+    /// truncated bodies), 408, 429 and 5xx except 501 (not implemented)
+    /// and 505.
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Transport { .. } => true,
             ClientError::Registry { status, .. } => crate::retry::is_transient_status(*status),
-            ClientError::SizeMismatch { .. } => true,
             _ => false,
         }
     }

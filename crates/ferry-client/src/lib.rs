@@ -51,6 +51,9 @@
 //! after each chunk in a [`ResumeStore`]; after a crash the next process
 //! asks the registry for the offset and sends only the rest.
 //!
+//! Proxies come from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY` (reqwest's
+//! default); connections are HTTP/1.1, one per concurrent transfer.
+//!
 //! Progress goes to [`ferry_oci::progress::Progress`], one task per blob
 //! (id = digest); a resume or retry calls `reset` with the offset the
 //! transfer continues from.
