@@ -50,7 +50,7 @@ pub(crate) fn parse_error_body(body: &[u8]) -> Vec<RegistryErrorDetail> {
 }
 
 /// The registry's error entries, formatted for a message.
-pub struct ErrorList<'a>(pub &'a [RegistryErrorDetail]);
+pub(crate) struct ErrorList<'a>(pub &'a [RegistryErrorDetail]);
 
 impl fmt::Display for ErrorList<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

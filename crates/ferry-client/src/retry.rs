@@ -34,14 +34,6 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// No retries at all.
-    pub fn none() -> Self {
-        RetryPolicy {
-            max_retries: 0,
-            ..Default::default()
-        }
-    }
-
     /// The wait before retry number `attempt` (0-based), given the
     /// failed response's headers if there was a response.
     pub fn delay(&self, attempt: u32, headers: Option<&HeaderMap>) -> Duration {

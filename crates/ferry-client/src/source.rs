@@ -11,7 +11,7 @@ use std::fs::File;
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -70,10 +70,6 @@ impl FileRange {
         let path = path.into();
         let len = std::fs::metadata(&path)?.len();
         Ok(FileRange::new(path, 0, len))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -135,21 +131,13 @@ impl BlobSource for FileRange {
 #[derive(Debug, Clone)]
 pub struct MemorySource {
     bytes: Bytes,
-    name: String,
 }
 
 impl MemorySource {
     pub fn new(bytes: impl Into<Bytes>) -> Self {
         MemorySource {
             bytes: bytes.into(),
-            name: "(memory)".to_string(),
         }
-    }
-
-    /// Names the bytes in errors.
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
-        self
     }
 }
 
@@ -172,7 +160,7 @@ impl BlobSource for MemorySource {
     }
 
     fn describe(&self) -> String {
-        self.name.clone()
+        format!("({} bytes in memory)", self.bytes.len())
     }
 }
 

@@ -10,6 +10,7 @@ use ferry_client::{
 use ferry_oci::progress::NoProgress;
 use ferry_oci::{Digest, media_type};
 use ferry_registry::auth::Auth;
+use futures_util::TryStreamExt;
 
 use crate::support::distribution::Distribution;
 use crate::support::ferry::FerryRegistry;
@@ -117,8 +118,8 @@ async fn ferry_registry_image_and_index_round_trip() {
 /// uploads both ways, chunked uploads.
 async fn push_paths(client: &Client, host: &str) {
     let a = client.repository(host, "site/a").unwrap();
-    let b = client.repository(host, "site/b").unwrap();
-    let c = client.repository(host, "site/c").unwrap();
+    let b = a.sibling("site/b").unwrap();
+    let c = a.sibling("site/c").unwrap();
     let data = Bytes::from(random_bytes(7, 5 << 20));
     let digest = Digest::sha256(&data);
     let source = MemorySource::new(data.clone());
@@ -215,12 +216,9 @@ async fn push_paths(client: &Client, host: &str) {
         }
         assert_eq!(progress.done(&digest.to_string()), data.len() as u64);
         assert!(progress.events().last().unwrap().ends_with(" pushed"));
-        let mut reader = a.get_blob(&digest, Some(data.len() as u64)).await.unwrap();
-        let mut back = Vec::new();
-        while let Some(chunk) = reader.chunk().await.unwrap() {
-            back.extend_from_slice(&chunk);
-        }
-        assert_eq!(back, data);
+        let reader = a.get_blob(&digest, Some(data.len() as u64)).await.unwrap();
+        let chunks: Vec<Bytes> = reader.into_stream().try_collect().await.unwrap();
+        assert_eq!(chunks.concat(), data);
     }
 
     // A blob that is not there.
