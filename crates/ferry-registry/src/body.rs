@@ -23,10 +23,10 @@ use tokio::sync::mpsc;
 use crate::error::RegistryError;
 
 /// Frames in flight between the socket and the writer thread.
-const UPLOAD_QUEUE: usize = 32;
+const UPLOAD_QUEUE: usize = 8;
 /// Read size for blob downloads, and chunks in flight per download.
-const DOWNLOAD_CHUNK: usize = 512 * 1024;
-const DOWNLOAD_QUEUE: usize = 4;
+const DOWNLOAD_CHUNK: usize = 256 * 1024;
+const DOWNLOAD_QUEUE: usize = 2;
 
 /// What to do with the upload once the body has been written.
 pub enum Finish {
