@@ -45,6 +45,13 @@ impl Store {
         if !self.is_linked(repo, digest) {
             return Ok(None);
         }
+        self.open_content(digest)
+    }
+
+    /// Opens a blob by digest alone, whatever repository links it: for
+    /// trusted local callers (a content cache, bundle writing), never for
+    /// requests from the network.
+    pub fn open_content(&self, digest: &Digest) -> Result<Option<(File, u64)>> {
         self.pin(digest);
         let path = self.layout().blob(digest);
         match File::open(&path) {

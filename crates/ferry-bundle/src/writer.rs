@@ -1,0 +1,475 @@
+//! Writing a bundle from entries whose content is in a local content store
+//! (ferry's cache).
+//!
+//! Same inputs, same bytes: members in a fixed order (`oci-layout`,
+//! `index.json`, `ferry/bundle.json`, `ferry/signature`, blobs sorted by
+//! digest), ustar headers with mode 0644, owner 0:0 and the mtime of
+//! `created` (or 0). Every blob is hashed again as it is copied, so a
+//! corrupt cache cannot produce a bundle that lies. The output appears only
+//! when complete: parts are written under temporary names, fsynced, and
+//! renamed at the end.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ferry_oci::progress::Progress;
+use ferry_oci::{Descriptor, Digest, Hasher, media_type};
+use ferry_store::Store;
+
+use crate::container;
+use crate::format::{self, BaseBundle, BlobRecord, BundleManifest, Entry};
+use crate::graph::{self, GraphError, ManifestSource};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("blob {0} is not in the content cache")]
+    MissingBlob(Digest),
+    #[error(
+        "cached blob {digest} is corrupt (it hashes to {actual}); remove it from the cache and create again"
+    )]
+    CorruptCache { digest: Digest, actual: Digest },
+    #[error("writing {path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error("reading the content cache: {0}")]
+    Store(#[from] ferry_store::StoreError),
+    #[error("--split and --self-extracting cannot be combined")]
+    SplitSelfExtracting,
+    #[error("--split needs a part size of at least 1 MiB")]
+    SplitTooSmall,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// What to put in the bundle.
+pub struct Plan {
+    pub entries: Vec<Entry>,
+    /// The spec file as JSON, echoed into `ferry/bundle.json`.
+    pub spec: serde_json::Value,
+    /// Seconds since the epoch to record as the creation time (and tar mtimes).
+    pub created: Option<i64>,
+    /// For a delta: the base bundle and the blobs it already carries.
+    pub base: Option<(BaseBundle, HashSet<Digest>)>,
+}
+
+/// Signs the bytes of `ferry/bundle.json`, returning the signature file.
+pub type Signer = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
+
+/// How to write it.
+#[derive(Default)]
+pub struct WriteOptions {
+    /// Cut the output into parts of this many bytes (`out.000`, `out.001`, ...).
+    pub split: Option<u64>,
+    /// Prepend this executable and append a trailer, making a
+    /// self-extracting file.
+    pub self_extracting: Option<PathBuf>,
+    /// Signs `ferry/bundle.json`; returns the signature file's bytes.
+    pub signer: Option<Signer>,
+}
+
+/// What was written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WriteReport {
+    pub files: Vec<PathBuf>,
+    pub bytes: u64,
+    pub blobs: usize,
+    pub blob_bytes: u64,
+    /// Sum of blob sizes over entries, counting shared blobs once per entry.
+    pub bytes_before_dedup: u64,
+    pub base_blobs: usize,
+}
+
+struct CacheManifests<'a>(&'a Store);
+
+impl ManifestSource for CacheManifests<'_> {
+    fn manifest_bytes(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
+        match self.0.open_content(digest) {
+            Ok(Some((mut f, _))) => {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf)?;
+                Ok(Some(buf))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+/// Writes `plan` with content from `cache` to `out`.
+pub fn write_bundle(
+    plan: &Plan,
+    cache: &Store,
+    out: &Path,
+    options: &WriteOptions,
+    progress: &dyn Progress,
+) -> Result<WriteReport, WriteError> {
+    if options.split.is_some() && options.self_extracting.is_some() {
+        return Err(WriteError::SplitSelfExtracting);
+    }
+    if options.split.is_some_and(|s| s < 1024 * 1024) {
+        return Err(WriteError::SplitTooSmall);
+    }
+    // Every blob each entry needs.
+    let mut all = BTreeSet::new();
+    let mut bytes_before_dedup = 0;
+    for entry in &plan.entries {
+        let reachable = graph::reachable(&CacheManifests(cache), &entry.descriptor)?;
+        for digest in &reachable {
+            bytes_before_dedup += blob_size(cache, digest)?;
+        }
+        all.extend(reachable);
+    }
+    let base_digests = plan.base.as_ref().map(|(_, d)| d);
+    let mut blobs = Vec::new();
+    let mut base_blobs = Vec::new();
+    for digest in all {
+        let record = BlobRecord {
+            size: blob_size(cache, &digest)?,
+            digest,
+        };
+        if base_digests.is_some_and(|b| b.contains(&record.digest)) {
+            base_blobs.push(record);
+        } else {
+            blobs.push(record);
+        }
+    }
+
+    let index = index_json(&plan.entries);
+    let manifest = BundleManifest {
+        schema_version: format::SCHEMA_VERSION,
+        tool: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+        created: plan.created.map(rfc3339),
+        spec: plan.spec.clone(),
+        index: BlobRecord {
+            digest: Digest::sha256(&index),
+            size: index.len() as u64,
+        },
+        base: plan.base.as_ref().map(|(b, _)| b.clone()),
+        entries: plan.entries.clone(),
+        blobs: blobs.clone(),
+        base_blobs: base_blobs.clone(),
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("bundle manifest serializes");
+    let signature = match &options.signer {
+        Some(sign) => Some(sign(&manifest_bytes).map_err(WriteError::Sign)?),
+        None => None,
+    };
+
+    let total: u64 = blobs.iter().map(|b| b.size).sum();
+    progress.start("bundle", "write", Some(total));
+    let mut sink = Sink::create(out, options)?;
+    let mtime = plan.created.unwrap_or(0).max(0) as u64;
+    {
+        let mut tar = tar::Builder::new(&mut sink);
+        tar.mode(tar::HeaderMode::Deterministic);
+        let io_err = |e: io::Error| WriteError::Io {
+            path: out.display().to_string(),
+            source: e,
+        };
+        append_dir(&mut tar, "blobs/", mtime).map_err(io_err)?;
+        let mut dirs: Vec<String> = blobs
+            .iter()
+            .map(|b| format!("blobs/{}/", b.digest.algorithm()))
+            .collect();
+        dirs.dedup();
+        for d in &dirs {
+            append_dir(&mut tar, d, mtime).map_err(io_err)?;
+        }
+        append_dir(&mut tar, "ferry/", mtime).map_err(io_err)?;
+        append_file(
+            &mut tar,
+            format::OCI_LAYOUT,
+            format::OCI_LAYOUT_CONTENT,
+            mtime,
+        )
+        .map_err(io_err)?;
+        append_file(&mut tar, format::INDEX, &index, mtime).map_err(io_err)?;
+        append_file(&mut tar, format::MANIFEST, &manifest_bytes, mtime).map_err(io_err)?;
+        if let Some(sig) = &signature {
+            append_file(&mut tar, format::SIGNATURE, sig, mtime).map_err(io_err)?;
+        }
+        for record in &blobs {
+            let (file, size) = cache
+                .open_content(&record.digest)?
+                .ok_or_else(|| WriteError::MissingBlob(record.digest.clone()))?;
+            let mut header = header(size, mtime, tar::EntryType::Regular);
+            let mut reader = VerifyingReader {
+                inner: file,
+                hasher: Hasher::new(record.digest.algorithm()),
+                progress,
+            };
+            tar.append_data(
+                &mut header,
+                format::blob_member(&record.digest),
+                &mut reader,
+            )
+            .map_err(io_err)?;
+            let actual = reader.hasher.finish();
+            if actual != record.digest {
+                return Err(WriteError::CorruptCache {
+                    digest: record.digest.clone(),
+                    actual,
+                });
+            }
+        }
+        tar.finish().map_err(io_err)?;
+    }
+    let files = sink.finish(out)?;
+    progress.finish("bundle", "written");
+    let bytes = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .sum();
+    Ok(WriteReport {
+        files,
+        bytes,
+        blobs: blobs.len(),
+        blob_bytes: total,
+        bytes_before_dedup,
+        base_blobs: base_blobs.len(),
+    })
+}
+
+fn blob_size(cache: &Store, digest: &Digest) -> Result<u64, WriteError> {
+    cache
+        .blob_size(digest)?
+        .ok_or_else(|| WriteError::MissingBlob(digest.clone()))
+}
+
+/// `index.json`: one descriptor per entry, named by its source reference.
+fn index_json(entries: &[Entry]) -> Vec<u8> {
+    let manifests: Vec<Descriptor> = entries
+        .iter()
+        .map(|e| {
+            let mut d = e.descriptor.clone();
+            d.platform = None;
+            let mut annotations = d.annotations.take().unwrap_or_default();
+            annotations.insert(
+                media_type::ANNOTATION_REF_NAME.to_string(),
+                e.ref_name().to_string(),
+            );
+            d.annotations = Some(annotations);
+            d
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_INDEX,
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&index).expect("index serializes")
+}
+
+fn header(size: u64, mtime: u64, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str, mtime: u64) -> io::Result<()> {
+    let mut h = header(0, mtime, tar::EntryType::Directory);
+    tar.append_data(&mut h, path, io::empty())
+}
+
+fn append_file<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    data: &[u8],
+    mtime: u64,
+) -> io::Result<()> {
+    let mut h = header(data.len() as u64, mtime, tar::EntryType::Regular);
+    tar.append_data(&mut h, path, data)
+}
+
+fn rfc3339(epoch: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm): a date without a
+    // calendar crate, for one timestamp.
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Hashes what the tar builder copies, and reports progress.
+struct VerifyingReader<'a, R> {
+    inner: R,
+    hasher: Hasher,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for VerifyingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.progress.advance("bundle", n as u64);
+        Ok(n)
+    }
+}
+
+/// Where the tar goes: one file, parts of a fixed size, or the tail of a
+/// copy of ferry's executable. Temporary names until [`Sink::finish`].
+struct Sink {
+    parts: Vec<(PathBuf, BufWriter<File>)>,
+    split: Option<u64>,
+    in_part: u64,
+    out: PathBuf,
+    /// Self-extracting: where the tar starts in the file, and its length so far.
+    tar_offset: Option<u64>,
+    tar_len: u64,
+}
+
+impl Sink {
+    fn create(out: &Path, options: &WriteOptions) -> Result<Sink, WriteError> {
+        let mut sink = Sink {
+            parts: Vec::new(),
+            split: options.split,
+            in_part: 0,
+            out: out.to_path_buf(),
+            tar_offset: None,
+            tar_len: 0,
+        };
+        sink.open_part()?;
+        if let Some(exe) = &options.self_extracting {
+            let io_err = |source| WriteError::Io {
+                path: exe.display().to_string(),
+                source,
+            };
+            let mut src = File::open(exe).map_err(io_err)?;
+            let copied = io::copy(&mut src, &mut sink.parts[0].1).map_err(io_err)?;
+            sink.tar_offset = Some(copied);
+        }
+        Ok(sink)
+    }
+
+    fn final_name(&self, index: usize) -> PathBuf {
+        match self.split {
+            Some(_) => {
+                let mut name = self.out.as_os_str().to_owned();
+                name.push(format!(".{index:03}"));
+                PathBuf::from(name)
+            }
+            None => self.out.clone(),
+        }
+    }
+
+    fn open_part(&mut self) -> Result<(), WriteError> {
+        let final_name = self.final_name(self.parts.len());
+        let mut tmp = final_name.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = PathBuf::from(tmp);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|source| WriteError::Io {
+                path: tmp.display().to_string(),
+                source,
+            })?;
+        self.parts
+            .push((tmp, BufWriter::with_capacity(1024 * 1024, file)));
+        self.in_part = 0;
+        Ok(())
+    }
+
+    fn finish(mut self, out: &Path) -> Result<Vec<PathBuf>, WriteError> {
+        let io_err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| WriteError::Io { path, source }
+        };
+        if let Some(offset) = self.tar_offset {
+            let trailer = container::trailer(offset, self.tar_len);
+            self.parts[0].1.write_all(&trailer).map_err(io_err(out))?;
+        }
+        let mut files = Vec::new();
+        let count = self.parts.len();
+        for (i, (tmp, writer)) in std::mem::take(&mut self.parts).into_iter().enumerate() {
+            let file = writer.into_inner().map_err(|e| WriteError::Io {
+                path: tmp.display().to_string(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(io_err(&tmp))?;
+            if self.tar_offset.is_some() {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err(&tmp))?;
+            }
+            let final_name = self.final_name(i);
+            std::fs::rename(&tmp, &final_name).map_err(io_err(&final_name))?;
+            files.push(final_name);
+        }
+        // Parts left over from an earlier, longer split of the same name
+        // would be read as part of this bundle.
+        if self.split.is_some() {
+            for stale in count.. {
+                let name = self.final_name(stale);
+                if std::fs::remove_file(&name).is_err() {
+                    break;
+                }
+            }
+        }
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
+        Ok(files)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut room = buf.len();
+        if let Some(limit) = self.split {
+            if self.in_part == limit {
+                self.open_part()
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+            }
+            room = room.min((limit - self.in_part) as usize);
+        }
+        let n = self
+            .parts
+            .last_mut()
+            .expect("a part is open")
+            .1
+            .write(&buf[..room])?;
+        self.in_part += n as u64;
+        self.tar_len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.parts.last_mut().expect("a part is open").1.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
