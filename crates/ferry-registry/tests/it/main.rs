@@ -2,6 +2,7 @@
 //! of the distribution-spec, through `tower::ServiceExt::oneshot`.
 
 mod auth;
+mod conformance;
 mod errors;
 mod listing;
 mod pull;
@@ -35,14 +36,22 @@ impl TestRegistry {
     }
 
     pub fn with_auth(auth: Auth) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            dir.path().join("store"),
+        Self::build(
+            auth,
             Limits {
                 max_manifest_size: 64 * 1024,
             },
         )
-        .unwrap();
+    }
+
+    /// A registry with the store limits `ferry serve` uses by default.
+    pub fn with_default_limits() -> Self {
+        Self::build(Auth::none(), Limits::default())
+    }
+
+    fn build(auth: Auth, limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), limits).unwrap();
         let router = Registry::new(store.clone(), auth).router();
         TestRegistry { dir, store, router }
     }
