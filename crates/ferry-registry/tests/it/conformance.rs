@@ -15,7 +15,27 @@
 //!
 //! Requests are shaped as the suite's Go client puts them on the wire: query
 //! values are escaped as `url.Values` escapes them, and a `Content-Length`
-//! header set without a body goes out as `Content-Length: 0`.
+//! header set without a body goes out as `Content-Length: 0`. Every
+//! scenario runs twice: against the Router in process, and over HTTP/1.1
+//! to the Router served on a loopback port, as the suite would reach it.
+
+/// Declares module `$name` with two tests running `scenario(&registry)`:
+/// `in_process` and `over_http`.
+macro_rules! both_transports {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn in_process() {
+                super::$scenario(&crate::TestRegistry::with_default_limits()).await;
+            }
+
+            #[tokio::test]
+            async fn over_http() {
+                super::$scenario(&crate::TestRegistry::served_with_default_limits().await).await;
+            }
+        }
+    };
+}
 
 mod runner;
 mod workflows;

@@ -271,14 +271,14 @@ fn referrers_of(reply: &Reply, what: &str) -> Vec<Value> {
 const TWO_XX_OR_405: &[u16] = &[200, 201, 202, 204, 405];
 const DELETE_ANY: &[u16] = &[200, 201, 202, 204, 404, 405];
 
-#[tokio::test]
-async fn suite_workflows_in_order() {
-    let r = TestRegistry::with_default_limits();
+both_transports!(suite_workflows_in_order, workflows_in_order);
+
+async fn workflows_in_order(r: &TestRegistry) {
     let f = Fixture::new();
-    pull(&r, &f).await;
-    push(&r, &f).await;
-    content_discovery(&r, &f).await;
-    content_management(&r, &f).await;
+    pull(r, &f).await;
+    push(r, &f).await;
+    content_discovery(r, &f).await;
+    content_management(r, &f).await;
 }
 
 async fn pull(r: &TestRegistry, f: &Fixture) {
