@@ -16,8 +16,9 @@ pub enum RegistryError {
     DigestInvalid(String),
     #[error("{0}")]
     UploadInvalid(String),
-    #[error("range not satisfiable")]
-    RangeNotSatisfiable { offset: u64 },
+    /// A chunk that does not start where upload `location` ends.
+    #[error("the chunk does not start at byte {offset}, where the upload ends")]
+    RangeNotSatisfiable { offset: u64, location: String },
     #[error("{0}")]
     ManifestInvalid(String),
     #[error("the requested endpoint does not exist")]
@@ -99,10 +100,15 @@ impl IntoResponse for RegistryError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            RegistryError::RangeNotSatisfiable { offset } => {
+            // What a client needs to resume (distribution-spec "Pushing a
+            // blob in chunks": the upload's location and what it holds).
+            RegistryError::RangeNotSatisfiable { offset, location } => {
                 let end = offset.saturating_sub(1);
                 if let Ok(v) = HeaderValue::from_str(&format!("0-{end}")) {
                     headers.insert(header::RANGE, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(location) {
+                    headers.insert(header::LOCATION, v);
                 }
             }
             _ => {}

@@ -3,8 +3,11 @@
 //! Blob GETs honour one byte range (RFC 9110 §14.2): `bytes=a-b`,
 //! `bytes=a-`, `bytes=-n`. A multi-range request is answered with the
 //! whole blob, which RFC 9110 allows ("a server MAY ignore the Range
-//! header field"). Upload PATCHes carry the distribution-spec's
-//! `Content-Range: <start>-<end>` (inclusive, no unit).
+//! header field"). A range whose last byte precedes its first is invalid
+//! (§14.1.1) and is rejected with 416, which §14.2 allows and the OCI
+//! conformance suite expects ("range 500-0"), rather than silently
+//! answered with the whole blob. Upload PATCHes carry the
+//! distribution-spec's `Content-Range: <start>-<end>` (inclusive, no unit).
 
 /// What to send for a `Range` request on a resource of `size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +54,7 @@ pub fn answer(header: Option<&str>, size: u64) -> RangeAnswer {
             };
             match end {
                 None => RangeAnswer::Full,
-                Some(end) if end < start => RangeAnswer::Full,
+                Some(end) if end < start => RangeAnswer::Unsatisfiable,
                 Some(_) if start >= size => RangeAnswer::Unsatisfiable,
                 Some(end) => RangeAnswer::Partial {
                     start,
@@ -97,7 +100,8 @@ mod tests {
         assert_eq!(answer(Some("bytes=10-20"), 10), Unsatisfiable);
         assert_eq!(answer(Some("bytes=-0"), 10), Unsatisfiable);
         assert_eq!(answer(Some("bytes=0-1,3-4"), 10), Full);
-        assert_eq!(answer(Some("bytes=4-2"), 10), Full);
+        assert_eq!(answer(Some("bytes=4-2"), 10), Unsatisfiable);
+        assert_eq!(answer(Some("bytes=500-0"), 2048), Unsatisfiable);
         assert_eq!(answer(Some("items=0-1"), 10), Full);
         assert_eq!(answer(Some("bytes=x-1"), 10), Full);
         assert_eq!(answer(Some("bytes=0-"), 0), Unsatisfiable);

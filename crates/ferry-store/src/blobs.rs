@@ -98,6 +98,25 @@ impl Store {
         Ok(Some(size))
     }
 
+    /// Cross-repository mount without a named source (distribution-spec:
+    /// "the registry MAY treat the from parameter as optional"): links into
+    /// `to` a blob whose verified data the store holds. Returns its size,
+    /// or `None` if the store does not have it.
+    ///
+    /// This reveals nothing a caller could not already read: every caller
+    /// allowed to push may pull from every repository (see the registry's
+    /// auth), and a blob's data is only ever content verified against the
+    /// digest asked for.
+    pub fn mount_stored_blob(&self, to: &str, digest: &Digest) -> Result<Option<u64>> {
+        check_repository(to)?;
+        if self.blob_size(digest)?.is_none() {
+            return Ok(None);
+        }
+        self.link_blob(to, digest)?;
+        // The data may have been collected between the check and the link.
+        self.blob_size(digest)
+    }
+
     /// Removes `repo`'s link to a blob. The data stays until GC finds no
     /// manifest that references it. Returns whether the blob was linked.
     pub fn delete_blob(&self, repo: &str, digest: &Digest) -> Result<bool> {

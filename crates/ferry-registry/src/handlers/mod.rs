@@ -17,10 +17,17 @@ pub(crate) fn parse_digest(raw: &str) -> Result<Digest, RegistryError> {
         .map_err(|e: ferry_oci::DigestError| RegistryError::DigestInvalid(e.to_string()))
 }
 
-/// The query string's parameters, decoded.
+/// The query string's parameters, percent-decoded.
+///
+/// A literal `+` stays a `+` rather than becoming a space as in HTML
+/// forms: media types (`application/vnd.oci.image.config.v1+json`) and
+/// digest algorithms may hold a `+`, no value this API takes can hold a
+/// space, and hand-written URLs (curl) often leave the `+` unescaped.
+/// Escaped values (`%2B`, as Go and Rust clients send) decode the same.
 pub(crate) fn query(uri: &Uri) -> Vec<(String, String)> {
     uri.query()
         .map(|q| {
+            let q = q.replace('+', "%2B");
             form_urlencoded::parse(q.as_bytes())
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect()
@@ -45,4 +52,28 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 /// paths built from validated names).
 pub(crate) fn value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).expect("header value built from validated parts")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_keeps_a_literal_plus() {
+        let uri: Uri =
+            "/v2/a/referrers/x?artifactType=application/vnd.oci.image.config.v1+json&n=1"
+                .parse()
+                .unwrap();
+        let params = query(&uri);
+        assert_eq!(
+            param(&params, "artifactType"),
+            Some("application/vnd.oci.image.config.v1+json")
+        );
+        let uri: Uri = "/v2/a/tags/list?last=v1%2Bx&mount=sha256%3Aab"
+            .parse()
+            .unwrap();
+        let params = query(&uri);
+        assert_eq!(param(&params, "last"), Some("v1+x"));
+        assert_eq!(param(&params, "mount"), Some("sha256:ab"));
+    }
 }

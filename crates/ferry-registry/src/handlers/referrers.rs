@@ -20,7 +20,10 @@ pub async fn list(
 ) -> Result<Response> {
     let subject = parse_digest(digest)?;
     let params = query(request.uri());
-    let artifact_type = param(&params, "artifactType").map(str::to_string);
+    // An empty `artifactType=` asks for no filter.
+    let artifact_type = param(&params, "artifactType")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     let store = registry.store.clone();
     let repo = name.to_string();
     let filter = artifact_type.clone();

@@ -1,6 +1,7 @@
 //! Blob uploads (distribution-spec "Pushing blobs"): `POST` starts a
 //! session (or uploads monolithically with `?digest=`, or mounts with
-//! `?mount=&from=`), `PATCH` appends a chunk whose `Content-Range` must
+//! `?mount=&from=`, or with `?mount=` alone from wherever the store holds
+//! the blob), `PATCH` appends a chunk whose `Content-Range` must
 //! start where the session ends (else 416), `PUT ?digest=` appends an
 //! optional last chunk and commits, `GET` reports progress so a client
 //! can resume, `DELETE` cancels.
@@ -19,18 +20,25 @@ pub async fn start(registry: Registry, name: &str, request: Request) -> Result<R
     let params = query(request.uri());
     if let Some(mount) = param(&params, "mount") {
         let digest = parse_digest(mount)?;
-        if let Some(from) = param(&params, "from") {
-            let store = registry.store.clone();
-            let (to, from, d) = (name.to_string(), from.to_string(), digest.clone());
+        let from = param(&params, "from")
+            .filter(|f| !f.is_empty())
+            .map(str::to_string);
+        let store = registry.store.clone();
+        let (to, d) = (name.to_string(), digest.clone());
+        let mounted = blocking(move || match from {
             // A source that is not a valid name is simply not mountable.
-            let mounted = blocking(move || match ferry_store::check_repository(&from) {
+            Some(from) => match ferry_store::check_repository(&from) {
                 Ok(()) => store.mount_blob(&to, &from, &d),
                 Err(_) => Ok(None),
-            })
-            .await?;
-            if mounted.is_some() {
-                return Ok(blob_created(name, &digest));
-            }
+            },
+            // "The registry MAY treat the from parameter as optional, and
+            // it MAY cross-mount the blob if it can be found"
+            // (distribution-spec "Mounting a blob from another repository").
+            None => store.mount_stored_blob(&to, &d),
+        })
+        .await?;
+        if mounted.is_some() {
+            return Ok(blob_created(name, &digest));
         }
     }
     let store = registry.store.clone();
@@ -73,7 +81,7 @@ pub async fn patch(registry: Registry, name: &str, id: &str, request: Request) -
         Finish::Keep,
     )
     .await
-    .map_err(out_of_order_as_416)?;
+    .map_err(|e| out_of_order_as_416(e, name, id))?;
     Ok(session_response(StatusCode::ACCEPTED, name, id, offset))
 }
 
@@ -93,7 +101,7 @@ pub async fn put(registry: Registry, name: &str, id: &str, request: Request) -> 
         Finish::Commit(digest.clone()),
     )
     .await
-    .map_err(out_of_order_as_416)?;
+    .map_err(|e| out_of_order_as_416(e, name, id))?;
     Ok(blob_created(name, &digest))
 }
 
@@ -130,15 +138,22 @@ fn chunk_start(request: &Request) -> Result<Option<u64>> {
     Ok(Some(start))
 }
 
-/// An out-of-order chunk is a 416 whose `Range` tells the client where
-/// the session really ends.
-fn out_of_order_as_416(e: RegistryError) -> RegistryError {
+/// An out-of-order chunk is a 416 whose `Range` and `Location` tell the
+/// client where the session really ends; the session stays open.
+fn out_of_order_as_416(e: RegistryError, name: &str, id: &str) -> RegistryError {
     match e {
         RegistryError::Store(ferry_store::StoreError::UploadOutOfOrder { expected, .. }) => {
-            RegistryError::RangeNotSatisfiable { offset: expected }
+            RegistryError::RangeNotSatisfiable {
+                offset: expected,
+                location: upload_location(name, id),
+            }
         }
         other => other,
     }
+}
+
+fn upload_location(name: &str, id: &str) -> String {
+    format!("/v2/{name}/blobs/uploads/{id}")
 }
 
 fn session_response(status: StatusCode, name: &str, id: &str, offset: u64) -> Response {
@@ -148,10 +163,7 @@ fn session_response(status: StatusCode, name: &str, id: &str, offset: u64) -> Re
     (
         status,
         [
-            (
-                header::LOCATION,
-                value(&format!("/v2/{name}/blobs/uploads/{id}")),
-            ),
+            (header::LOCATION, value(&upload_location(name, id))),
             (header::RANGE, value(&format!("0-{end}"))),
             (
                 header::HeaderName::from_static("docker-upload-uuid"),

@@ -1,7 +1,11 @@
-//! In-process tests of the registry Router: every endpoint and error path
-//! of the distribution-spec, through `tower::ServiceExt::oneshot`.
+//! Tests of the registry Router: every endpoint and error path of the
+//! distribution-spec, in process through `tower::ServiceExt::oneshot`, and
+//! (for the conformance replay) also over real HTTP/1.1 on a loopback
+//! socket served by `ferry_registry::server`, where hyper's framing
+//! (HEAD lengths, unread request bodies, kept-alive connections) counts.
 
 mod auth;
+mod conformance;
 mod errors;
 mod listing;
 mod pull;
@@ -21,6 +25,19 @@ pub struct TestRegistry {
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub router: Router,
+    transport: Transport,
+}
+
+/// How requests reach the Router.
+enum Transport {
+    InProcess,
+    /// The Router served on a loopback port; dropping `_stop` shuts the
+    /// server down.
+    Http {
+        base: String,
+        client: reqwest::Client,
+        _stop: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 impl Default for TestRegistry {
@@ -35,16 +52,58 @@ impl TestRegistry {
     }
 
     pub fn with_auth(auth: Auth) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(
-            dir.path().join("store"),
+        Self::build(
+            auth,
             Limits {
                 max_manifest_size: 64 * 1024,
             },
         )
-        .unwrap();
+    }
+
+    /// A registry with the store limits `ferry serve` uses by default.
+    pub fn with_default_limits() -> Self {
+        Self::build(Auth::none(), Limits::default())
+    }
+
+    /// Like [`Self::with_default_limits`], but every request goes over
+    /// HTTP/1.1 to the Router served on a loopback port.
+    pub async fn served_with_default_limits() -> Self {
+        let mut registry = Self::with_default_limits();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(ferry_registry::server::serve(
+            listener,
+            registry.router.clone(),
+            None,
+            async move {
+                let _ = stopped.await;
+            },
+            std::time::Duration::from_secs(1),
+        ));
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        registry.transport = Transport::Http {
+            base,
+            client,
+            _stop: stop,
+        };
+        registry
+    }
+
+    fn build(auth: Auth, limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("store"), limits).unwrap();
         let router = Registry::new(store.clone(), auth).router();
-        TestRegistry { dir, store, router }
+        TestRegistry {
+            dir,
+            store,
+            router,
+            transport: Transport::InProcess,
+        }
     }
 
     /// The same store served by a fresh Router, as after a restart.
@@ -61,6 +120,7 @@ impl TestRegistry {
             dir: self.dir,
             store,
             router,
+            transport: Transport::InProcess,
         }
     }
 
@@ -71,25 +131,36 @@ impl TestRegistry {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> Reply {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
+        let (status, headers, body) = match &self.transport {
+            Transport::InProcess => {
+                let mut req = Request::builder().method(method).uri(uri);
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                let resp = self
+                    .router
+                    .clone()
+                    .oneshot(req.body(body.into()).unwrap())
+                    .await
+                    .unwrap();
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = resp.into_body().collect().await.unwrap().to_bytes();
+                (status, headers, body.to_vec())
+            }
+            Transport::Http { base, client, .. } => {
+                let body = body.into().collect().await.unwrap().to_bytes();
+                let mut req = client.request(method, format!("{base}{uri}"));
+                for (k, v) in headers {
+                    req = req.header(*k, *v);
+                }
+                let resp = req.body(body).send().await.unwrap();
+                let status = resp.status();
+                let headers = resp.headers().clone();
+                let body = resp.bytes().await.unwrap();
+                (status, headers, body.to_vec())
+            }
+        };
         assert!(
             status.as_u16() < 500,
             "{uri}: server error {status}: {}",

@@ -211,6 +211,8 @@ async fn cross_repository_mount_and_fallback() {
                 .starts_with("/v2/t2/blobs/uploads/")
         );
     }
+    // Without `from`, a blob the registry holds is mounted from wherever
+    // it is; one it does not hold gets an upload session.
     let no_from = r
         .send(
             Method::POST,
@@ -219,7 +221,27 @@ async fn cross_repository_mount_and_fallback() {
             Body::empty(),
         )
         .await;
+    assert_eq!(no_from.status, StatusCode::CREATED);
+    assert_eq!(
+        r.get(&format!("/v2/t3/blobs/{digest}")).await.body,
+        b"shared layer"
+    );
+    let unknown = Digest::sha256(b"nobody pushed this");
+    let no_from = r
+        .send(
+            Method::POST,
+            &format!("/v2/t3/blobs/uploads/?mount={unknown}"),
+            &[],
+            Body::empty(),
+        )
+        .await;
     assert_eq!(no_from.status, StatusCode::ACCEPTED);
+    assert!(
+        no_from
+            .header("location")
+            .unwrap()
+            .starts_with("/v2/t3/blobs/uploads/")
+    );
 }
 
 #[tokio::test]
