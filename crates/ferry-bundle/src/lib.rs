@@ -13,11 +13,17 @@
 //! - [`writer`]: deterministic output from entries whose content is in
 //!   the local cache (a [`ferry_store::Store`]).
 //! - [`graph`]: which blobs an entry needs.
+//! - [`inspect`] and [`verify`]: what a bundle carries, and whether every
+//!   byte of it is what it claims.
+//! - [`push`]: into any registry, in place, resumable, in parallel.
 
 pub mod container;
 pub mod format;
 pub mod graph;
+pub mod inspect;
+pub mod push;
 pub mod reader;
+pub mod verify;
 pub mod writer;
 
 pub use format::{BundleManifest, Entry, EntryKind};

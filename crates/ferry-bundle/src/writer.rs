@@ -112,15 +112,20 @@ pub fn write_bundle(
     if options.split.is_some_and(|s| s < 1024 * 1024) {
         return Err(WriteError::SplitTooSmall);
     }
-    // Every blob each entry needs.
+    // Every blob each entry needs. A delta leaves out what its base
+    // carries, except manifests: they are small, and with them a delta
+    // can be inspected, verified and walked on its own.
     let mut all = BTreeSet::new();
+    let mut manifests = HashSet::new();
     let mut bytes_before_dedup = 0;
     for entry in &plan.entries {
-        let reachable = graph::reachable(&CacheManifests(cache), &entry.descriptor)?;
-        for digest in &reachable {
+        let graph = graph::walk(&CacheManifests(cache), &entry.descriptor)?;
+        manifests.extend(graph.manifests.iter().map(|(d, _)| d.digest.clone()));
+        let digests = graph.digests();
+        for digest in &digests {
             bytes_before_dedup += blob_size(cache, digest)?;
         }
-        all.extend(reachable);
+        all.extend(digests);
     }
     let base_digests = plan.base.as_ref().map(|(_, d)| d);
     let mut blobs = Vec::new();
@@ -130,7 +135,8 @@ pub fn write_bundle(
             size: blob_size(cache, &digest)?,
             digest,
         };
-        if base_digests.is_some_and(|b| b.contains(&record.digest)) {
+        let in_base = base_digests.is_some_and(|b| b.contains(&record.digest));
+        if in_base && !manifests.contains(&record.digest) {
             base_blobs.push(record);
         } else {
             blobs.push(record);

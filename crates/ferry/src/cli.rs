@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::bundle::BundleCommand;
 use crate::commands::registry::RegistryCommand;
 use crate::commands::serve::ServeArgs;
 
@@ -43,6 +44,9 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run ferry's services: the embedded OCI registry.
     Serve(ServeArgs),
+    /// Make, check and load bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Maintain the embedded registry's store.
     #[command(subcommand)]
     Registry(RegistryCommand),

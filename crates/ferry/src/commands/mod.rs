@@ -1,5 +1,6 @@
 //! One module per command. [`run`] dispatches.
 
+pub mod bundle;
 pub mod registry;
 pub mod serve;
 
@@ -10,6 +11,7 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Bundle(cmd) => bundle::run(&cli.global, cmd).await,
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
     }
 }
