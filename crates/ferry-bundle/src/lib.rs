@@ -15,14 +15,20 @@
 //! - [`graph`]: which blobs an entry needs.
 //! - [`inspect`] and [`verify`]: what a bundle carries, and whether every
 //!   byte of it is what it claims.
-//! - [`push`]: into any registry, in place, resumable, in parallel.
+//! - [`push`]: into any registry, in place, resumable, in parallel;
+//!   [`import`]: into ferry's own store without HTTP; [`serve`]: a
+//!   read-only registry straight from the file; [`relocate`]: the site's
+//!   Kubernetes manifests and mirror configuration after a push.
 
 pub mod container;
 pub mod format;
 pub mod graph;
+pub mod import;
 pub mod inspect;
 pub mod push;
 pub mod reader;
+pub mod relocate;
+pub mod serve;
 pub mod verify;
 pub mod writer;
 

@@ -154,6 +154,8 @@ pub struct PushReport {
     pub bytes_sent: u64,
     /// Uploads that continued an earlier, interrupted one.
     pub blobs_resumed: usize,
+    /// Bytes those uploads found already on the registry (not sent again).
+    pub bytes_resumed_from: u64,
     pub manifests_pushed: usize,
     pub manifests_skipped: usize,
     pub tags: Vec<TagOutcome>,
@@ -398,6 +400,7 @@ async fn push_all_blobs(
                         PushOutcome::Uploaded => report.blobs_uploaded += 1,
                     }
                     report.blobs_resumed += usize::from(r.resumed_at.is_some());
+                    report.bytes_resumed_from += r.resumed_at.unwrap_or(0);
                     report.bytes_sent += r.bytes_sent;
                 }
                 Err(e) => failed.push(format!("  {digest} into {repo}: {e}")),

@@ -24,6 +24,29 @@ pub enum BundleCommand {
     Verify(VerifyArgs),
     /// Push a bundle into an OCI registry, straight from the file.
     Push(PushArgs),
+    /// Load a bundle into ferry's embedded registry store (no HTTP).
+    Import(ImportArgs),
+    /// Serve a bundle as a read-only registry, straight from the file.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub bundle: PathBuf,
+    /// Put every repository under this path prefix.
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub prefix: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    pub bundle: PathBuf,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +99,10 @@ pub struct PushArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
+    /// Where to write the relocated Kubernetes manifests and the containerd
+    /// and k3s/RKE2 mirror configuration [default: ./<bundle name>-site].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +131,8 @@ pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<
         BundleCommand::Inspect(args) => inspect_cmd(args).await,
         BundleCommand::Verify(args) => verify_cmd(global, args).await,
         BundleCommand::Push(args) => push_cmd(global, args).await,
+        BundleCommand::Import(args) => import_cmd(global, args).await,
+        BundleCommand::Serve(args) => serve_cmd(args).await,
     }
 }
 
@@ -277,8 +306,9 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             other => anyhow::Error::from(other).context(format!("push to {} failed", args.to)),
         }
     })?;
+    let site_files = write_site_files(&bundle, &client, &args).await?;
     if args.json {
-        print_json(&report)?;
+        print_json(&serde_json::json!({"push": report, "site_files": site_files}))?;
     } else {
         for t in &report.tags {
             println!("{:<11} {}", t.outcome, t.reference);
@@ -299,6 +329,121 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             report.manifests_pushed,
             report.manifests_skipped
         );
+        if let Some(dir) = site_files.first().and_then(|f| f.parent()) {
+            println!(
+                "site files (relocated manifests, containerd hosts.toml, registries.yaml) under {}",
+                dir.display()
+            );
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relocated manifests and mirror configuration for what was pushed.
+async fn write_site_files(
+    bundle: &Bundle,
+    client: &Client,
+    args: &PushArgs,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let ping = client.ping(&args.to.registry).await.with_context(|| {
+        format!(
+            "cannot reach {} to record how the site reaches it",
+            args.to.registry
+        )
+    })?;
+    let access = ferry_bundle::relocate::Access {
+        skip_verify: args.insecure && ping.base_url.starts_with("https"),
+        base_url: ping.base_url,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .bundle
+            .file_stem()
+            .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}-site"))
+    });
+    let repository_of = |entry: &ferry_bundle::Entry| {
+        ferry_bundle::push::target_repository(entry, &args.to, &args.map)
+            .unwrap_or_else(|_| entry.repository.clone())
+    };
+    let files =
+        ferry_bundle::relocate::write_site_files(bundle, &args.to, &repository_of, &access, &out)
+            .with_context(|| format!("writing site files under {}", out.display()))?;
+    Ok(files)
+}
+
+async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    if !args.prefix.is_empty() && !ferry_oci::name::is_valid_repository(&args.prefix) {
+        return Err(UserError::new(format!(
+            "{:?} is not a valid repository prefix",
+            args.prefix
+        ))
+        .into());
+    }
+    let bundle = open(args.bundle).await?;
+    let store = crate::commands::registry::open_store(global)?;
+    let quiet = global.quiet || args.json;
+    let prefix = args.prefix.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let bars = Bars::new(quiet, "import", None);
+        let report = ferry_bundle::import::import(&bundle, &store, &prefix, &bars);
+        bars.finish();
+        report
+    })
+    .await?
+    .map_err(|e| UserError::new(e.to_string()))?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        for tag in &report.tags {
+            println!("imported {tag}");
+        }
+        println!(
+            "{} blobs imported ({}), {} already in the store, {} manifests",
+            report.blobs_imported,
+            human_bytes(report.bytes),
+            report.blobs_present,
+            report.manifests
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let bundle = Arc::new(open(args.bundle).await?);
+    let name = bundle.name().to_string();
+    let entries: Vec<String> = bundle
+        .manifest
+        .entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e.repository,
+                e.tag.as_deref().unwrap_or("(by digest)")
+            )
+        })
+        .collect();
+    let router = ferry_bundle::serve::router(bundle)
+        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            UserError::new(format!("cannot listen on {}: {e}", args.listen))
+                .with_hint("another process may hold the port; choose one with --listen")
+        })?;
+    let local = listener.local_addr()?;
+    println!("ferry registry on http://{local} (read-only, from {name})");
+    for e in entries {
+        println!("  {e}");
+    }
+    ferry_registry::server::serve(
+        listener,
+        router,
+        None,
+        crate::commands::serve::shutdown_signal(),
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -214,7 +214,7 @@ fn print_banner(root: &std::path::Path, local: SocketAddr, scheme: &str, args: &
     println!("  press Ctrl-C to stop");
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

@@ -1,6 +1,7 @@
 //! Tests of the `ferry` binary as users run it, against real clients
 //! (skopeo, podman from Debian) and with real process crashes.
 
+mod bundle;
 mod cli;
 mod crash;
 mod images;
