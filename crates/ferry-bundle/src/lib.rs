@@ -25,6 +25,7 @@ pub mod format;
 pub mod graph;
 pub mod import;
 pub mod inspect;
+pub mod layout;
 pub mod push;
 pub mod reader;
 pub mod relocate;

@@ -1,5 +1,7 @@
 //! `ferry bundle push`: a bundle into any OCI registry, straight out of the
-//! bundle file by offset (no extraction, no temporary copy).
+//! bundle file by offset (no extraction, no temporary copy). The same
+//! engine pushes an OCI image layout directory (`ferry copy`): both are
+//! [`Content`].
 //!
 //! Order of work, so that nothing half-pushed is ever referenced:
 //!
@@ -170,6 +172,41 @@ pub struct TagOutcome {
     pub outcome: &'static str,
 }
 
+/// What a push reads: entries, their manifests, and their blobs as
+/// re-openable sources.
+pub trait Content: graph::ManifestSource + Send + Sync {
+    fn entries(&self) -> &[Entry];
+    fn blob_source(&self, digest: &Digest) -> Option<Arc<dyn BlobSource>>;
+    /// Blobs the entries need that a base bundle provides: they must be
+    /// on the target already.
+    fn base_blobs(&self) -> HashSet<Digest> {
+        HashSet::new()
+    }
+    /// The base bundle's name, for messages.
+    fn base_name(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Content for Bundle {
+    fn entries(&self) -> &[Entry] {
+        &self.manifest.entries
+    }
+    fn blob_source(&self, digest: &Digest) -> Option<Arc<dyn BlobSource>> {
+        Bundle::blob_source(self, digest).map(|s| Arc::new(s) as Arc<dyn BlobSource>)
+    }
+    fn base_blobs(&self) -> HashSet<Digest> {
+        self.manifest
+            .base_blobs
+            .iter()
+            .map(|b| b.digest.clone())
+            .collect()
+    }
+    fn base_name(&self) -> Option<String> {
+        self.manifest.base.as_ref().map(|b| b.name.clone())
+    }
+}
+
 /// One entry with where it goes and what it holds.
 struct Planned<'a> {
     entry: &'a Entry,
@@ -206,7 +243,7 @@ pub fn target_repository(
 }
 
 pub async fn push(
-    bundle: Arc<Bundle>,
+    content: Arc<dyn Content>,
     client: &Client,
     target: &Target,
     options: &PushOptions,
@@ -218,24 +255,20 @@ pub async fn push(
         ..PushReport::default()
     };
     let mut planned = Vec::new();
-    for entry in &bundle.manifest.entries {
+    for entry in content.entries() {
         let repository = target_repository(entry, target, &options.repository_map)
             .map_err(PushError::Mapping)?;
         planned.push(Planned {
             entry,
-            graph: graph::walk(bundle.as_ref(), &entry.descriptor)?,
+            graph: graph::walk(content.as_ref(), &entry.descriptor)?,
             repository,
         });
     }
-    let from_base: HashSet<&Digest> = bundle
-        .manifest
-        .base_blobs
-        .iter()
-        .map(|b| &b.digest)
-        .collect();
-    check_base(&bundle, client, target, &planned, &from_base).await?;
+    let base_blobs = content.base_blobs();
+    let from_base: HashSet<&Digest> = base_blobs.iter().collect();
+    check_base(content.as_ref(), client, target, &planned, &from_base).await?;
     let cx = Context {
-        bundle: &bundle,
+        content: &content,
         client,
         registry: &target.registry,
         options,
@@ -257,13 +290,13 @@ pub async fn push(
 }
 
 async fn check_base(
-    bundle: &Bundle,
+    content: &dyn Content,
     client: &Client,
     target: &Target,
     planned: &[Planned<'_>],
     from_base: &HashSet<&Digest>,
 ) -> Result<(), PushError> {
-    let Some(base) = &bundle.manifest.base else {
+    let Some(base) = content.base_name() else {
         return Ok(());
     };
     let mut missing: Vec<(Digest, String)> = Vec::new();
@@ -300,7 +333,7 @@ async fn check_base(
     match missing.first() {
         None => Ok(()),
         Some((example, repository)) => Err(PushError::BaseMissing {
-            base: base.name.clone(),
+            base,
             target: target.to_string(),
             missing: missing.len(),
             example: example.clone(),
@@ -324,7 +357,7 @@ fn repository(
 
 /// What every step of one push shares.
 struct Context<'a> {
-    bundle: &'a Arc<Bundle>,
+    content: &'a Arc<dyn Content>,
     client: &'a Client,
     registry: &'a str,
     options: &'a PushOptions,
@@ -338,7 +371,7 @@ async fn push_all_blobs(
     report: &mut PushReport,
 ) -> Result<(), PushError> {
     let Context {
-        bundle,
+        content,
         client,
         registry,
         options,
@@ -353,7 +386,15 @@ async fn push_all_blobs(
                 continue;
             }
             let repo = repository(client, registry, &plan.repository)?;
-            let source = blob_source(bundle, &blob.digest)?;
+            let source =
+                content
+                    .blob_source(&blob.digest)
+                    .ok_or_else(|| PushError::BlobsFailed {
+                        failed: vec![format!(
+                            "  {}: not in the content being pushed",
+                            blob.digest
+                        )],
+                    })?;
             let mut blob_options = BlobOptions {
                 resume: options.resume.clone(),
                 chunk_size: options.chunk_size,
@@ -413,15 +454,6 @@ async fn push_all_blobs(
     }
     progress.finish("push", "pushed");
     Ok(())
-}
-
-fn blob_source(bundle: &Arc<Bundle>, digest: &Digest) -> Result<Arc<dyn BlobSource>, PushError> {
-    bundle
-        .blob_source(digest)
-        .map(|s| Arc::new(s) as Arc<dyn BlobSource>)
-        .ok_or_else(|| PushError::BlobsFailed {
-            failed: vec![format!("  {digest}: not in the bundle")],
-        })
 }
 
 async fn push_manifests(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::bundle::BundleCommand;
+use crate::commands::copy::CopyArgs;
 use crate::commands::registry::RegistryCommand;
 use crate::commands::serve::ServeArgs;
 
@@ -44,6 +45,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run ferry's services: the embedded OCI registry.
     Serve(ServeArgs),
+    /// Copy images from an OCI layout directory into a registry.
+    Copy(CopyArgs),
     /// Make, check and load bundles.
     #[command(subcommand)]
     Bundle(BundleCommand),

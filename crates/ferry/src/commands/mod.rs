@@ -1,6 +1,7 @@
 //! One module per command. [`run`] dispatches.
 
 pub mod bundle;
+pub mod copy;
 pub mod registry;
 pub mod serve;
 
@@ -11,6 +12,7 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Copy(args) => copy::run(&cli.global, args).await,
         Command::Bundle(cmd) => bundle::run(&cli.global, cmd).await,
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
     }
