@@ -1,5 +1,7 @@
 //! One module per command. [`run`] dispatches.
 
+pub mod hosts;
+pub mod netboot;
 pub mod registry;
 
 use std::process::ExitCode;
@@ -9,5 +11,7 @@ use crate::cli::{Cli, Command};
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
+        Command::Netboot(cmd) => netboot::run(&cli.global, cmd).await,
+        Command::Hosts(args) => hosts::run(&cli.global, args).await,
     }
 }
