@@ -371,11 +371,10 @@ impl Config {
 
     /// Parses and checks `text`; relative paths are taken from `base`.
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<LoadedConfig, ConfigError> {
-        let mut config: Config =
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         config.resolve_paths(base);
         let mut problems = Vec::new();
         let host_index = config.check(&mut problems);
@@ -490,9 +489,7 @@ impl Config {
 
     /// The TFTP server runs unless disabled; by default it follows DHCP.
     pub fn tftp_enabled(&self) -> bool {
-        self.tftp
-            .enabled
-            .unwrap_or(self.dhcp.mode != DhcpMode::Off)
+        self.tftp.enabled.unwrap_or(self.dhcp.mode != DhcpMode::Off)
     }
 }
 

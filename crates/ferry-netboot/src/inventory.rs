@@ -254,7 +254,8 @@ pub fn now_rfc3339() -> String {
 
 fn format_time(t: OffsetDateTime) -> String {
     let t = t.replace_nanosecond(0).unwrap_or(t);
-    t.format(&Rfc3339).unwrap_or_else(|_| t.unix_timestamp().to_string())
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// 256 random bits, hex: the per-host secret in config and events URLs.
@@ -324,7 +325,13 @@ impl Inventory {
 
     pub fn get(&self, mac: &MacAddr) -> Result<Option<HostRecord>, InventoryError> {
         self.refresh()?;
-        Ok(self.cache.lock().expect("inventory cache").hosts.get(mac).cloned())
+        Ok(self
+            .cache
+            .lock()
+            .expect("inventory cache")
+            .hosts
+            .get(mac)
+            .cloned())
     }
 
     /// The host whose token this is. Tokens are 256 random bits, so a
@@ -406,8 +413,7 @@ impl Inventory {
     /// Reloads the file if another process (or a write) changed it.
     fn refresh(&self) -> Result<(), InventoryError> {
         let current = self.fingerprint()?;
-        if current.is_some() && self.cache.lock().expect("inventory cache").fingerprint == current
-        {
+        if current.is_some() && self.cache.lock().expect("inventory cache").fingerprint == current {
             return Ok(());
         }
         let (hosts, fingerprint) = self.read_file()?;
@@ -505,9 +511,14 @@ mod tests {
 
         // another process (ferry hosts reset) opens the same directory
         let operator = Inventory::open(dir.path()).unwrap();
-        assert_eq!(operator.get(&mac(1)).unwrap().unwrap().state, HostState::Booting);
+        assert_eq!(
+            operator.get(&mac(1)).unwrap().unwrap().state,
+            HostState::Booting
+        );
         server
-            .update(mac(1), |h| h.transition(HostState::Ready, Some("done".into())))
+            .update(mac(1), |h| {
+                h.transition(HostState::Ready, Some("done".into()))
+            })
             .unwrap();
         assert!(operator.reset(mac(1)).unwrap());
         assert!(!operator.reset(mac(2)).unwrap());
@@ -527,8 +538,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let inv = Inventory::open(dir.path()).unwrap();
         for i in 0..(EVENTS_KEPT + 5) {
-            inv.update(mac(3), |h| h.transition(HostState::Installing, Some(format!("{i}"))))
-                .unwrap();
+            inv.update(mac(3), |h| {
+                h.transition(HostState::Installing, Some(format!("{i}")))
+            })
+            .unwrap();
         }
         let h = inv.get(&mac(3)).unwrap().unwrap();
         assert_eq!(h.events.len(), EVENTS_KEPT);

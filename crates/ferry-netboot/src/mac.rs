@@ -102,7 +102,11 @@ mod tests {
     #[test]
     fn parses_every_common_spelling() {
         let want = MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0xab]);
-        for text in ["52:54:00:12:34:ab", "52-54-00-12-34-AB", "52:54:00:12:34:AB"] {
+        for text in [
+            "52:54:00:12:34:ab",
+            "52-54-00-12-34-AB",
+            "52:54:00:12:34:AB",
+        ] {
             assert_eq!(text.parse::<MacAddr>().unwrap(), want, "{text}");
         }
         assert_eq!(want.to_string(), "52:54:00:12:34:ab");

@@ -38,7 +38,7 @@ pub async fn serve(
     let nb = Arc::new(nb);
     let cfg = &nb.config.config;
 
-    for (name, _) in &cfg.profiles {
+    for name in cfg.profiles.keys() {
         if let Some(files) = nb.artifacts.profile(name) {
             let list: Vec<String> = files
                 .files
@@ -48,16 +48,19 @@ pub async fn serve(
             tracing::info!(
                 "profile {name}: {}{}: {}",
                 files.source,
-                files.layout.map(|l| format!(", {l} layout")).unwrap_or_default(),
+                files
+                    .layout
+                    .map(|l| format!(", {l} layout"))
+                    .unwrap_or_default(),
                 list.join(", ")
             );
         }
     }
 
-    let listen = cfg
-        .server
-        .http_listen
-        .unwrap_or(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), cfg.server.http_port));
+    let listen = cfg.server.http_listen.unwrap_or(SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        cfg.server.http_port,
+    ));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Io {
@@ -97,7 +100,11 @@ pub async fn serve(
         }
         tracing::info!(
             "{} on {interface}, UDP {} and {}",
-            if cfg.dhcp.mode == DhcpMode::Full { "DHCP (full, with address pool)" } else { "ProxyDHCP" },
+            if cfg.dhcp.mode == DhcpMode::Full {
+                "DHCP (full, with address pool)"
+            } else {
+                "ProxyDHCP"
+            },
             cfg.dhcp.port,
             cfg.dhcp.pxe_port
         );
@@ -112,11 +119,22 @@ pub async fn serve(
             })?;
         let nb2 = nb.clone();
         let mac_of = Arc::new(move |ip| nb2.mac_of_ip(ip).map(|m| m.to_string()));
-        let tftp = TftpServer::new(cfg.tftp.root.clone(), IpAddr::V4(nb.server_ip), socket, mac_of);
+        let tftp = TftpServer::new(
+            cfg.tftp.root.clone(),
+            IpAddr::V4(nb.server_ip),
+            socket,
+            mac_of,
+        );
         tasks.spawn(tftp.run());
-        tracing::info!("TFTP on {addr}, serving {} read-only", cfg.tftp.root.display());
+        tracing::info!(
+            "TFTP on {addr}, serving {} read-only",
+            cfg.tftp.root.display()
+        );
         let boot = &cfg.dhcp.boot_files;
-        for file in [&boot.bios, &boot.uefi_x86_64, &boot.uefi_arm64].into_iter().flatten() {
+        for file in [&boot.bios, &boot.uefi_x86_64, &boot.uefi_arm64]
+            .into_iter()
+            .flatten()
+        {
             if !crate::tftp::path::resolve(&cfg.tftp.root, file).is_some_and(|p| p.is_file()) {
                 tracing::warn!(
                     "TFTP root {} has no {file}: PXE clients that need it will not boot",

@@ -63,8 +63,7 @@ impl Netboot {
             .profiles
             .values()
             .any(|p| matches!(p.source, Source::Oci(_)));
-        let artifacts =
-            ArtifactStore::new(&config.config.profiles, store.filter(|_| needs_store))?;
+        let artifacts = ArtifactStore::new(&config.config.profiles, store.filter(|_| needs_store))?;
         let names = |profile: &str| {
             artifacts
                 .profile(profile)
@@ -121,7 +120,11 @@ impl Netboot {
     }
 
     pub fn mac_of_ip(&self, ip: IpAddr) -> Option<MacAddr> {
-        self.recent_ips.lock().expect("recent ips").get(&ip).copied()
+        self.recent_ips
+            .lock()
+            .expect("recent ips")
+            .get(&ip)
+            .copied()
     }
 }
 

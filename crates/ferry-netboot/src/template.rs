@@ -154,14 +154,11 @@ impl Templates {
                     let place = if config_line > 0 {
                         format!("template starting at config line {config_line}")
                     } else {
-                        format!(
-                            "{}",
-                            profile
-                                .user_data_file
-                                .as_ref()
-                                .map(|p| p.display().to_string())
-                                .unwrap_or_default()
-                        )
+                        profile
+                            .user_data_file
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
                     };
                     problems.push(format!(
                         "profiles.{name}.{}: {} ({place})",
@@ -296,14 +293,27 @@ mod tests {
                 uuid: "",
             },
         );
-        let cmdline = templates.render("k", Which::Cmdline, &ctx).unwrap().unwrap();
+        let cmdline = templates
+            .render("k", Which::Cmdline, &ctx)
+            .unwrap()
+            .unwrap();
         assert_eq!(
             cmdline,
             "console=ttyS0 config_url=http://10.0.0.2:8080/h/abc/config root=live:http://10.0.0.2:8080/h/abc/files/rootfs role=control-plane 01-52-54-00-12-34-56"
         );
-        let ud = templates.render("k", Which::UserData, &ctx).unwrap().unwrap();
-        assert_eq!(ud, "#cloud-config\nhostname: node1\ntoken: profile s3cret\n");
-        assert!(templates.check_hosts(&config, &|_| vec!["rootfs".into()]).is_empty());
+        let ud = templates
+            .render("k", Which::UserData, &ctx)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            ud,
+            "#cloud-config\nhostname: node1\ntoken: profile s3cret\n"
+        );
+        assert!(
+            templates
+                .check_hosts(&config, &|_| vec!["rootfs".into()])
+                .is_empty()
+        );
     }
 
     #[test]
@@ -313,7 +323,11 @@ mod tests {
         ));
         let problems = Templates::compile(&config).err().unwrap();
         assert_eq!(problems.len(), 1);
-        assert!(problems[0].starts_with("profiles.broken.cmdline: syntax error"), "{}", problems[0]);
+        assert!(
+            problems[0].starts_with("profiles.broken.cmdline: syntax error"),
+            "{}",
+            problems[0]
+        );
         assert!(problems[0].contains("config line 6"), "{}", problems[0]);
     }
 

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::artifact::{Backing, Fingerprint, ServedFile, SourceTree, components, file_etag, origin};
+use crate::artifact::{
+    Backing, Fingerprint, ServedFile, SourceTree, components, file_etag, origin,
+};
 use crate::error::ArtifactError;
 
 pub struct DirTree {
@@ -17,10 +19,7 @@ impl DirTree {
             return Err(ArtifactError::Open {
                 profile: profile.to_string(),
                 path: root.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotADirectory,
-                    "not a directory",
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
             });
         }
         Ok(DirTree {

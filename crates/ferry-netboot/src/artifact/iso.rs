@@ -101,10 +101,10 @@ impl SourceTree for IsoTree {
                 format!("extents hold {size} bytes, directory says {}", meta.len()),
             ));
         }
-        if segments
-            .iter()
-            .any(|s| s.offset.is_some_and(|o| o.saturating_add(s.len) > self.fingerprint.len))
-        {
+        if segments.iter().any(|s| {
+            s.offset
+                .is_some_and(|o| o.saturating_add(s.len) > self.fingerprint.len)
+        }) {
             return Err(self.corrupt(&absolute, "extent past the end of the image (truncated?)"));
         }
         let first = segments.first().and_then(|s| s.offset).unwrap_or(0);

@@ -52,7 +52,11 @@ pub const LAYOUTS: &[Layout] = &[
     },
     Layout {
         name: "debian-installer",
-        kernel: &["install.amd/vmlinuz", "install.a64/vmlinuz", "install/vmlinuz"],
+        kernel: &[
+            "install.amd/vmlinuz",
+            "install.a64/vmlinuz",
+            "install/vmlinuz",
+        ],
         initrd: &[
             "install.amd/initrd.gz",
             "install.a64/initrd.gz",

@@ -252,11 +252,12 @@ impl ProfileFiles {
         let (kernel_path, initrd_paths, rootfs_path) = match (&profile.kernel, &profile.initrd) {
             (Some(k), Some(i)) => (k.clone(), i.clone(), None),
             _ => {
-                let found = layout::detect(tree.as_mut())?.ok_or_else(|| ArtifactError::NoLayout {
-                    profile: profile_name.to_string(),
-                    source_desc: source.clone(),
-                    tried: layout::describe_all(),
-                })?;
+                let found =
+                    layout::detect(tree.as_mut())?.ok_or_else(|| ArtifactError::NoLayout {
+                        profile: profile_name.to_string(),
+                        source_desc: source.clone(),
+                        tried: layout::describe_all(),
+                    })?;
                 layout_name = Some(found.name);
                 (
                     profile.kernel.clone().unwrap_or(found.kernel),
@@ -326,7 +327,11 @@ impl ArtifactStore {
     }
 
     pub fn profile(&self, name: &str) -> Option<Arc<ProfileFiles>> {
-        self.resolved.read().expect("artifacts lock").get(name).cloned()
+        self.resolved
+            .read()
+            .expect("artifacts lock")
+            .get(name)
+            .cloned()
     }
 
     /// Opens a profile's file for reading, resolving the profile again if
@@ -386,7 +391,10 @@ pub(crate) fn origin(path: &str, source: &str) -> String {
 /// Splits a source-relative path into safe components: no empty, `.` or
 /// `..` parts, so a profile path cannot leave its directory.
 pub(crate) fn components(path: &str) -> Option<Vec<&str>> {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.is_empty() || parts.contains(&"..") {
         None
     } else {

@@ -42,10 +42,12 @@ impl OciTree {
             profile: profile.to_string(),
             source,
         };
-        let (repository, wanted) = split_reference(reference)
-            .ok_or_else(|| err(format!("`{reference}` is not repository:tag or repository@digest")))?;
-        let wanted = ManifestRef::parse(wanted)
-            .map_err(|e| err(format!("`{reference}`: {e}")))?;
+        let (repository, wanted) = split_reference(reference).ok_or_else(|| {
+            err(format!(
+                "`{reference}` is not repository:tag or repository@digest"
+            ))
+        })?;
+        let wanted = ManifestRef::parse(wanted).map_err(|e| err(format!("`{reference}`: {e}")))?;
         let manifest = store
             .get_manifest(repository, &wanted)
             .map_err(store_err)?
@@ -69,7 +71,10 @@ impl OciTree {
         let layers = parsed
             .layers
             .into_iter()
-            .filter_map(|l| l.annotation(ANNOTATION_TITLE).map(|t| (t.to_string(), l.clone())))
+            .filter_map(|l| {
+                l.annotation(ANNOTATION_TITLE)
+                    .map(|t| (t.to_string(), l.clone()))
+            })
             .collect();
         Ok(OciTree {
             profile: profile.to_string(),
@@ -85,7 +90,11 @@ impl OciTree {
     /// name `boot/kernel`).
     fn find(&self, path: &str) -> Option<&Descriptor> {
         let clean = components(path)?.join("/");
-        let title_of = |t: &str| t.trim_start_matches("./").trim_start_matches('/').to_string();
+        let title_of = |t: &str| {
+            t.trim_start_matches("./")
+                .trim_start_matches('/')
+                .to_string()
+        };
         if let Some((_, d)) = self.layers.iter().find(|(t, _)| title_of(t) == clean) {
             return Some(d);
         }

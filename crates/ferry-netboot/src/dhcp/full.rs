@@ -114,7 +114,12 @@ impl Leases {
     }
 
     /// The address to offer `mac`, or `None` if the pool is exhausted.
-    pub fn offer(&mut self, mac: MacAddr, requested: Option<Ipv4Addr>, now: i64) -> Option<Ipv4Addr> {
+    pub fn offer(
+        &mut self,
+        mac: MacAddr,
+        requested: Option<Ipv4Addr>,
+        now: i64,
+    ) -> Option<Ipv4Addr> {
         let ip = self.pick(mac, requested, now)?;
         self.offered.insert(mac, (ip, now + OFFER_HOLD_SECS));
         Some(ip)
@@ -141,7 +146,12 @@ impl Leases {
     }
 
     /// Binds `ip` to `mac` (DHCPREQUEST); `false` means NAK.
-    pub fn request(&mut self, mac: MacAddr, ip: Ipv4Addr, now: i64) -> Result<bool, InventoryError> {
+    pub fn request(
+        &mut self,
+        mac: MacAddr,
+        ip: Ipv4Addr,
+        now: i64,
+    ) -> Result<bool, InventoryError> {
         let allowed = match self.reserved.get(&mac) {
             Some(&r) => r == ip,
             None => self.in_pool(ip) && self.free_for(ip, mac, now),
@@ -222,8 +232,7 @@ pub fn full_reply(
                 // the client took another server's offer
                 return Ok(None);
             }
-            let Some(ip) = requested.or(Some(req.ciaddr()).filter(|c| !c.is_unspecified()))
-            else {
+            let Some(ip) = requested.or(Some(req.ciaddr()).filter(|c| !c.is_unspecified())) else {
                 return Ok(None);
             };
             if leases.request(client.mac, ip, now)? {

@@ -21,8 +21,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dhcproto::{Decodable, Decoder, Encodable};
 use dhcproto::v4::Message;
+use dhcproto::{Decodable, Decoder, Encodable};
 use tokio::net::UdpSocket;
 
 use crate::config::DhcpMode;
@@ -76,11 +76,24 @@ impl DhcpServer {
     }
 
     /// The answer to one datagram, if any. Never panics on any input.
-    pub fn handle(&self, packet: &[u8], from: SocketAddrV4, port: Port) -> Option<(Vec<u8>, SocketAddrV4)> {
-        let msg = match Message::decode(&mut Decoder::new(packet)) {
-            Ok(m) => m,
-            Err(e) => {
+    pub fn handle(
+        &self,
+        packet: &[u8],
+        from: SocketAddrV4,
+        port: Port,
+    ) -> Option<(Vec<u8>, SocketAddrV4)> {
+        // dhcproto 0.15 has `debug_assert!`s on option lengths (option 80
+        // with a payload trips one), so a malformed packet can panic in a
+        // debug build; the decoder is pure, so a panic is just "malformed"
+        let decoded = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(packet)));
+        let msg = match decoded {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
                 tracing::debug!("dhcp: undecodable packet from {from}: {e}");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!("dhcp: malformed packet from {from} (decoder assertion)");
                 return None;
             }
         };
@@ -119,7 +132,10 @@ impl DhcpServer {
                 format!(
                     "{} {} to {} firmware{}: {file}",
                     if full_mode { "DHCP" } else { "ProxyDHCP" },
-                    reply.opts().msg_type().map_or("reply".into(), |t| format!("{t:?}").to_uppercase()),
+                    reply
+                        .opts()
+                        .msg_type()
+                        .map_or("reply".into(), |t| format!("{t:?}").to_uppercase()),
                     client.firmware.describe(),
                     if client.is_ipxe { " (iPXE)" } else { "" },
                 ),
@@ -170,7 +186,11 @@ impl DhcpServer {
         match choose_bootfile(client, &settings) {
             Ok(b) => Some(b),
             Err(refusal) => {
-                self.log(client.mac, tracing::Level::WARN, format!("not booted: {refusal}"));
+                self.log(
+                    client.mac,
+                    tracing::Level::WARN,
+                    format!("not booted: {refusal}"),
+                );
                 None
             }
         }
@@ -184,7 +204,10 @@ impl DhcpServer {
                 logged.retain(|_, t| now.duration_since(*t) < LOG_EVERY);
             }
             let key = (mac, line.clone());
-            if logged.get(&key).is_some_and(|t| now.duration_since(*t) < LOG_EVERY) {
+            if logged
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < LOG_EVERY)
+            {
                 return;
             }
             logged.insert(key, now);

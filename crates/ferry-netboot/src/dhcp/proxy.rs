@@ -75,7 +75,9 @@ pub enum Refusal {
     UnsupportedArch { firmware: Firmware, code: u16 },
     #[error("its iPXE binary {file} would come over TFTP, which is disabled (tftp.enabled)")]
     TftpDisabled { file: String },
-    #[error("TFTP file {file} is missing in {root} (install Debian's ipxe package or fix tftp.root / dhcp.boot_files)")]
+    #[error(
+        "TFTP file {file} is missing in {root} (install Debian's ipxe package or fix tftp.root / dhcp.boot_files)"
+    )]
     TftpFileMissing { file: String, root: String },
 }
 
@@ -90,9 +92,7 @@ pub fn choose_bootfile(client: &Client, boot: &BootSettings<'_>) -> Result<Bootf
     let code = client.arch_code.unwrap_or(0);
     let (file, key) = match client.firmware {
         Firmware::Bios => (&boot.boot_files.bios, "bios"),
-        Firmware::UefiX64 | Firmware::UefiX64Http => {
-            (&boot.boot_files.uefi_x86_64, "uefi_x86_64")
-        }
+        Firmware::UefiX64 | Firmware::UefiX64Http => (&boot.boot_files.uefi_x86_64, "uefi_x86_64"),
         Firmware::UefiArm64 | Firmware::UefiArm64Http => {
             (&boot.boot_files.uefi_arm64, "uefi_arm64")
         }
@@ -146,9 +146,7 @@ pub fn proxy_reply(
     let reply_type = match (port, client.message_type) {
         (Port::Dhcp, MessageType::Discover) => MessageType::Offer,
         // a client that picked our offer and asks us by server identifier
-        (Port::Dhcp, MessageType::Request) if server_id(req) == Some(server_ip) => {
-            MessageType::Ack
-        }
+        (Port::Dhcp, MessageType::Request) if server_id(req) == Some(server_ip) => MessageType::Ack,
         (Port::Pxe, MessageType::Request | MessageType::Inform) => MessageType::Ack,
         _ => return None,
     };
@@ -176,7 +174,9 @@ pub(crate) fn base_reply(req: &Message, server_ip: Ipv4Addr) -> Message {
         .set_giaddr(req.giaddr())
         .set_chaddr(req.chaddr())
         .set_siaddr(server_ip);
-    reply.opts_mut().insert(DhcpOption::ServerIdentifier(server_ip));
+    reply
+        .opts_mut()
+        .insert(DhcpOption::ServerIdentifier(server_ip));
     reply
 }
 
@@ -194,7 +194,9 @@ pub(crate) fn add_boot_options(
         b"PXEClient"
     };
     opts.insert(DhcpOption::ClassIdentifier(vendor.to_vec()));
-    opts.insert(DhcpOption::BootfileName(bootfile.as_str().as_bytes().to_vec()));
+    opts.insert(DhcpOption::BootfileName(
+        bootfile.as_str().as_bytes().to_vec(),
+    ));
     if let Bootfile::Tftp(_) = bootfile {
         opts.insert(DhcpOption::TFTPServerName(
             server_ip.to_string().into_bytes(),

@@ -112,7 +112,11 @@ pub fn respond(method: &Method, headers: &HeaderMap, served: ServedFile, file: F
         out.insert(header::LAST_MODIFIED, v);
     }
 
-    let header_str = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
     if let Some(if_match) = header_str(header::IF_MATCH)
         && !etag_list_matches(if_match, &etag, false)
     {
@@ -136,8 +140,7 @@ pub fn respond(method: &Method, headers: &HeaderMap, served: ServedFile, file: F
         let matches = if if_range.trim_start().starts_with('"') {
             if_range.trim() == etag
         } else {
-            httpdate::parse_http_date(if_range)
-                .is_ok_and(|d| !newer_than(served.modified, d))
+            httpdate::parse_http_date(if_range).is_ok_and(|d| !newer_than(served.modified, d))
         };
         if !matches {
             range = RangeRequest::Whole;
@@ -186,9 +189,9 @@ pub fn respond(method: &Method, headers: &HeaderMap, served: ServedFile, file: F
 /// `If-None-Match` / `If-Match` list against our etag (weak comparison
 /// for the former, strong for the latter; ours are strong).
 fn etag_list_matches(list: &str, etag: &str, weak: bool) -> bool {
-    list.split(',').map(str::trim).any(|tag| {
-        tag == "*" || tag == etag || (weak && tag.strip_prefix("W/") == Some(etag))
-    })
+    list.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag || (weak && tag.strip_prefix("W/") == Some(etag)))
 }
 
 /// HTTP dates have second precision.
@@ -277,10 +280,21 @@ mod tests {
         assert_eq!(parse_range("bytes=-100", 1000), partial(900, 999));
         assert_eq!(parse_range("bytes=-5000", 1000), partial(0, 999));
         assert_eq!(parse_range("BYTES = 1-1", 1000), partial(1, 1));
-        assert_eq!(parse_range("bytes=1000-", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(
+            parse_range("bytes=1000-", 1000),
+            RangeRequest::Unsatisfiable
+        );
         assert_eq!(parse_range("bytes=-0", 1000), RangeRequest::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-", 0), RangeRequest::Unsatisfiable);
-        for ignored in ["bytes=0-1,5-6", "items=0-1", "bytes=5-1", "bytes=a-b", "bytes", "bytes=-", "bytes=+1-2"] {
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes",
+            "bytes=-",
+            "bytes=+1-2",
+        ] {
             assert_eq!(parse_range(ignored, 1000), RangeRequest::Whole, "{ignored}");
         }
         assert_eq!(

@@ -69,7 +69,9 @@ pub fn install(
 }
 
 pub fn local_disk(mac: MacAddr, how: LocalBoot, ready_since: Option<&str>) -> String {
-    let since = ready_since.map(|t| format!(" since {t}")).unwrap_or_default();
+    let since = ready_since
+        .map(|t| format!(" since {t}"))
+        .unwrap_or_default();
     let head = format!(
         "#!ipxe\n\
          echo ferry: {mac} is provisioned (ready{since}); booting from the local disk\n\

@@ -89,7 +89,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 fn ipxe_script(body: String) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
         body,
     )
         .into_response()
@@ -101,7 +104,11 @@ fn not_found() -> Response {
 
 fn internal(what: impl std::fmt::Display) -> Response {
     tracing::error!("{what}");
-    (StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the ferry server log\n").into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error; see the ferry server log\n",
+    )
+        .into_response()
 }
 
 async fn entry_script(State(nb): Shared) -> Response {
@@ -275,8 +282,17 @@ fn clean(s: &str, max: usize) -> String {
 }
 
 /// A well-formed token (64 hex digits) that the inventory knows.
-async fn host_by_token(nb: &Arc<Netboot>, token: &str, peer: &Peer, what: &str) -> Result<HostRecord, Response> {
-    let shown: String = token.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+async fn host_by_token(
+    nb: &Arc<Netboot>,
+    token: &str,
+    peer: &Peer,
+    what: &str,
+) -> Result<HostRecord, Response> {
+    let shown: String = token
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         tracing::warn!("{what}: malformed token {shown}… from {peer}: 404");
         return Err(not_found());
@@ -341,7 +357,11 @@ async fn host_file(
                 "{mac}: fetching {name} ({} bytes, {}){}",
                 served.size,
                 served.origin,
-                if range.is_empty() { String::new() } else { format!(" range {range}") }
+                if range.is_empty() {
+                    String::new()
+                } else {
+                    format!(" range {range}")
+                }
             );
             let nb2 = nb.clone();
             if let Err(e) = blocking(move || nb2.inventory.update(mac, |r| r.fetched(kind))).await {
@@ -382,19 +402,28 @@ async fn host_config(State(nb): Shared, Path(token): Path<String>, peer: Peer) -
     let text = match nb.templates.render(&profile, Which::UserData, &context) {
         Ok(Some(t)) => t,
         Ok(None) => {
-            tracing::warn!("{mac}: asked for its config, but profile {profile} has no user_data: 404");
+            tracing::warn!(
+                "{mac}: asked for its config, but profile {profile} has no user_data: 404"
+            );
             return not_found();
         }
         Err(e) => {
             tracing::error!("{mac}: config not served: template error: {e}");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "template error; see the ferry server log\n").into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "template error; see the ferry server log\n",
+            )
+                .into_response();
         }
     };
     tracing::info!("{mac}: config fetched ({} bytes, from {peer})", text.len());
     let nb2 = nb.clone();
     let update = blocking(move || {
         nb2.inventory.update(mac, |r| {
-            if matches!(r.state, HostState::Discovered | HostState::Booting | HostState::Fetched) {
+            if matches!(
+                r.state,
+                HostState::Discovered | HostState::Booting | HostState::Fetched
+            ) {
                 r.transition(HostState::Installing, Some("config fetched".into()));
             }
         })
@@ -404,7 +433,10 @@ async fn host_config(State(nb): Shared, Path(token): Path<String>, peer: Peer) -
         return internal(e);
     }
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
         text,
     )
         .into_response()
@@ -448,7 +480,10 @@ async fn host_event(
         "ready" => HostState::Ready,
         "failed" => HostState::Failed,
         other => {
-            tracing::warn!("{mac}: event with unknown state {:?} from {peer}", clean(other, 32));
+            tracing::warn!(
+                "{mac}: event with unknown state {:?} from {peer}",
+                clean(other, 32)
+            );
             return (
                 StatusCode::BAD_REQUEST,
                 "state must be installing, ready or failed\n",
@@ -469,8 +504,13 @@ async fn host_event(
     let line = format!(
         "{mac}: {}{}{}",
         state.as_str(),
-        ip.as_deref().map(|i| format!(" (ip {i})")).unwrap_or_default(),
-        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+        ip.as_deref()
+            .map(|i| format!(" (ip {i})"))
+            .unwrap_or_default(),
+        message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default()
     );
     if state == HostState::Failed {
         tracing::warn!("{line}");
@@ -489,7 +529,10 @@ async fn host_event(
     .await;
     match update {
         Ok(r) => (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             serde_json::json!({ "mac": r.mac, "state": r.state }).to_string(),
         )
             .into_response(),
@@ -539,7 +582,10 @@ async fn api_hosts(State(nb): Shared) -> Response {
         Ok(hosts) => {
             let public: Vec<_> = hosts.iter().map(HostRecord::public).collect();
             (
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 serde_json::to_string_pretty(&public).expect("hosts serialize"),
             )
                 .into_response()

@@ -9,8 +9,9 @@
 //! mode is refused because what is served here are binaries, and
 //! converting line ends would change their size against `tsize`.
 //!
-//! Retransmission is go-back-N: on a timeout the window is sent again from
-//! the first unacknowledged block; an ACK inside the window slides it. A
+//! The window slides: an ACK inside it moves its start, and only the blocks
+//! that newly fit are sent. Retransmission is go-back-N: on a timeout the
+//! window is sent again from the first unacknowledged block. A
 //! duplicate ACK does not trigger a resend (that is the "Sorcerer's
 //! Apprentice" bug, RFC 1123 §4.2.3.1); only the timer does. Block numbers
 //! roll over from 65535 to 0, as tftp-hpa, dnsmasq, iPXE and EDK II do.
@@ -139,7 +140,8 @@ impl TftpServer {
                 } => (filename, mode, options),
                 Packet::Write { filename } => {
                     tracing::warn!("tftp: {who} tried to write {filename:?}: refused (read-only)");
-                    self.reply_error(peer, code::ACCESS_VIOLATION, "read-only server").await;
+                    self.reply_error(peer, code::ACCESS_VIOLATION, "read-only server")
+                        .await;
                     continue;
                 }
                 _ => continue,
@@ -150,7 +152,8 @@ impl TftpServer {
             }
             let Ok(permit) = limit.clone().try_acquire_owned() else {
                 active.lock().expect("tftp active").remove(&peer);
-                self.reply_error(peer, code::NOT_DEFINED, "server busy").await;
+                self.reply_error(peer, code::NOT_DEFINED, "server busy")
+                    .await;
                 continue;
             };
             let root = self.root.clone();
@@ -167,7 +170,9 @@ impl TftpServer {
                         done.elapsed.as_secs_f32()
                     ),
                     Err(TransferEnd::ProbeOnly) => {
-                        tracing::debug!("tftp: {who} read the size of {filename} and stopped (firmware size probe)")
+                        tracing::debug!(
+                            "tftp: {who} read the size of {filename} and stopped (firmware size probe)"
+                        )
                     }
                     Err(e) => tracing::warn!("tftp: {who} did not get {filename:?}: {e}"),
                 }
@@ -178,7 +183,10 @@ impl TftpServer {
     }
 
     async fn reply_error(&self, peer: SocketAddr, code: u16, message: &str) {
-        let _ = self.socket.send_to(&packet::error(code, message), peer).await;
+        let _ = self
+            .socket
+            .send_to(&packet::error(code, message), peer)
+            .await;
     }
 }
 
@@ -236,7 +244,9 @@ async fn transfer(
         return Err(TransferEnd::Mode(mode.to_string()));
     }
     let Some(path) = path::resolve(root, filename) else {
-        let _ = socket.send(&fail(code::ACCESS_VIOLATION, "bad file name")).await;
+        let _ = socket
+            .send(&fail(code::ACCESS_VIOLATION, "bad file name"))
+            .await;
         return Err(TransferEnd::BadName);
     };
     let opened = tokio::task::spawn_blocking({
@@ -258,7 +268,9 @@ async fn transfer(
     let (file, size) = match opened {
         Ok(x) => x,
         Err(e) => {
-            let _ = socket.send(&fail(code::FILE_NOT_FOUND, "file not found")).await;
+            let _ = socket
+                .send(&fail(code::FILE_NOT_FOUND, "file not found"))
+                .await;
             return Err(TransferEnd::NotFound(format!("{}: {e}", path.display())));
         }
     };
@@ -291,16 +303,21 @@ async fn transfer(
     // the last block is shorter than blksize, possibly empty
     let total_blocks = size / blksize + 1;
     let mut acked: u64 = 0;
+    // highest block sent; at most `windowsize` ahead of `acked`
+    let mut sent: u64 = 0;
     let mut tries = 0;
     let mut datagram = Vec::with_capacity(agreed.blksize + 4);
     while acked < total_blocks {
-        let last = (acked + u64::from(agreed.windowsize)).min(total_blocks);
-        let blocks = read_window(&file, acked + 1, last, agreed.blksize, size).await?;
-        for (i, data) in blocks.iter().enumerate() {
-            let absolute = acked + 1 + i as u64;
-            packet::data_header(absolute as u16, &mut datagram);
-            datagram.extend_from_slice(data);
-            socket.send(&datagram).await?;
+        let limit = (acked + u64::from(agreed.windowsize)).min(total_blocks);
+        if sent < limit {
+            let blocks = read_window(&file, sent + 1, limit, agreed.blksize, size).await?;
+            for (i, data) in blocks.iter().enumerate() {
+                let absolute = sent + 1 + i as u64;
+                packet::data_header(absolute as u16, &mut datagram);
+                datagram.extend_from_slice(data);
+                socket.send(&datagram).await?;
+            }
+            sent = limit;
         }
         // wait for an ACK that moves the window, or time out
         let deadline = tokio::time::Instant::now() + agreed.timeout;
@@ -310,7 +327,7 @@ async fn transfer(
                 Ok(Err(e)) => return Err(e.into()),
                 Ok(Ok(n)) => match packet::parse(&recv[..n]) {
                     Ok(Packet::Ack { block }) => {
-                        if let Some(abs) = ack_to_absolute(block, acked, last) {
+                        if let Some(abs) = ack_to_absolute(block, acked, sent) {
                             acked = abs;
                             break true;
                         }
@@ -329,6 +346,8 @@ async fn transfer(
             if tries > MAX_RETRIES {
                 return Err(TransferEnd::TimedOut);
             }
+            // go back: send the window again from the first unacknowledged block
+            sent = acked;
         }
     }
     Ok(Done {
@@ -373,13 +392,20 @@ mod tests {
     use super::*;
 
     fn opts(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn negotiates_rfc_options() {
         let n = negotiate(
-            &opts(&[("blksize", "1468"), ("tsize", "0"), ("windowsize", "8"), ("timeout", "3")]),
+            &opts(&[
+                ("blksize", "1468"),
+                ("tsize", "0"),
+                ("windowsize", "8"),
+                ("timeout", "3"),
+            ]),
             74213,
         );
         assert_eq!(n.blksize, 1468);
@@ -387,14 +413,25 @@ mod tests {
         assert_eq!(n.timeout, Duration::from_secs(3));
         assert_eq!(
             n.oack,
-            opts(&[("blksize", "1468"), ("tsize", "74213"), ("windowsize", "8"), ("timeout", "3")])
+            opts(&[
+                ("blksize", "1468"),
+                ("tsize", "74213"),
+                ("windowsize", "8"),
+                ("timeout", "3")
+            ])
         );
     }
 
     #[test]
     fn clamps_and_ignores() {
         let n = negotiate(
-            &opts(&[("blksize", "70000"), ("windowsize", "1000"), ("timeout", "0"), ("bogus", "1"), ("blksize", "9")]),
+            &opts(&[
+                ("blksize", "70000"),
+                ("windowsize", "1000"),
+                ("timeout", "0"),
+                ("bogus", "1"),
+                ("blksize", "9"),
+            ]),
             1,
         );
         assert_eq!(n.blksize, MAX_BLKSIZE);

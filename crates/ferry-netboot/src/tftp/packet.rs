@@ -192,13 +192,20 @@ mod tests {
 
     #[test]
     fn parses_requests_with_options() {
-        let raw = read_request("undionly.kpxe", "OCTET", &[("BlkSize", "1468"), ("tsize", "0")]);
+        let raw = read_request(
+            "undionly.kpxe",
+            "OCTET",
+            &[("BlkSize", "1468"), ("tsize", "0")],
+        );
         assert_eq!(
             parse(&raw).unwrap(),
             Packet::Read {
                 filename: "undionly.kpxe".into(),
                 mode: "octet".into(),
-                options: vec![("blksize".into(), "1468".into()), ("tsize".into(), "0".into())],
+                options: vec![
+                    ("blksize".into(), "1468".into()),
+                    ("tsize".into(), "0".into())
+                ],
             }
         );
     }
@@ -217,7 +224,10 @@ mod tests {
         ] {
             assert!(parse(raw).is_err(), "{raw:?}");
         }
-        assert_eq!(parse(b"\x00\x04\x00\x07").unwrap(), Packet::Ack { block: 7 });
+        assert_eq!(
+            parse(b"\x00\x04\x00\x07").unwrap(),
+            Packet::Ack { block: 7 }
+        );
         assert_eq!(
             parse(b"\x00\x05\x00\x08").unwrap(),
             Packet::Error {

@@ -46,12 +46,15 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
             })
             .await?
             .map_err(user_error)?;
-            for (name, _) in &netboot.config.config.profiles {
+            for name in netboot.config.config.profiles.keys() {
                 if let Some(files) = netboot.artifacts.profile(name) {
                     println!(
                         "profile {name}: {}{}",
                         files.source,
-                        files.layout.map(|l| format!(" ({l} layout)")).unwrap_or_default()
+                        files
+                            .layout
+                            .map(|l| format!(" ({l} layout)"))
+                            .unwrap_or_default()
                     );
                     for (file, (_, served)) in &files.files {
                         println!("  {file:<10} {:>12} bytes  {}", served.size, served.origin);
