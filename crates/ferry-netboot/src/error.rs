@@ -61,6 +61,11 @@ pub enum ArtifactError {
 pub enum InventoryError {
     #[error("hosts inventory {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    #[error("hosts inventory is full ({max} hosts): not recording {mac}")]
+    Full {
+        mac: crate::mac::MacAddr,
+        max: usize,
+    },
     #[error("hosts inventory {} is corrupt: {source}", path.display())]
     Corrupt {
         path: PathBuf,

@@ -33,6 +33,10 @@ use crate::mac::MacAddr;
 
 /// How many events each host keeps.
 const EVENTS_KEPT: usize = 20;
+/// Most hosts the inventory takes: it is rewritten whole on each change,
+/// and with a default profile any MAC on the segment gets a record, so a
+/// flood of forged MACs must not grow it without bound.
+pub const MAX_HOSTS: usize = 4096;
 
 /// Where a host is in its provisioning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -355,12 +359,18 @@ impl Inventory {
         change: impl FnOnce(&mut HostRecord),
     ) -> Result<HostRecord, InventoryError> {
         self.locked(|hosts| {
+            if !hosts.contains_key(&mac) && hosts.len() >= MAX_HOSTS {
+                return Err(InventoryError::Full {
+                    mac,
+                    max: MAX_HOSTS,
+                });
+            }
             let record = hosts
                 .entry(mac)
                 .or_insert_with(|| HostRecord::new(mac, &now_rfc3339()));
             change(record);
-            record.clone()
-        })
+            Ok(record.clone())
+        })?
     }
 
     /// Forgets the host's progress so that its next boot installs again,
@@ -546,6 +556,26 @@ mod tests {
         let h = inv.get(&mac(3)).unwrap().unwrap();
         assert_eq!(h.events.len(), EVENTS_KEPT);
         assert_eq!(h.events.last().unwrap().message.as_deref(), Some("24"));
+    }
+
+    #[test]
+    fn refuses_new_hosts_past_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let inv = Inventory::open(dir.path()).unwrap();
+        let hosts: Vec<HostRecord> = (0..MAX_HOSTS)
+            .map(|i| HostRecord::new(MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]), "t"))
+            .collect();
+        let json = serde_json::to_vec(&InventoryFile { version: 1, hosts }).unwrap();
+        write_atomic(inv.path(), &json).unwrap();
+        assert!(matches!(
+            inv.update(mac(9), |_| {}),
+            Err(InventoryError::Full { .. })
+        ));
+        // known hosts still update
+        inv.update(MacAddr([2, 0, 0, 0, 0, 1]), |h| {
+            h.transition(HostState::Booting, None)
+        })
+        .unwrap();
     }
 
     #[test]

@@ -152,20 +152,9 @@ impl DhcpServer {
 
     /// The boot file, after the host policy; logs why when there is none.
     fn bootfile_for(&self, client: &Client) -> Option<proxy::Bootfile> {
-        let record = self.nb.inventory.update(client.mac, |r| {
-            r.touch();
-            if !client.is_ipxe || r.arch.is_none() {
-                r.arch = Some(client.firmware.arch_name().to_string());
-            }
-        });
-        let record = match record {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::error!("{}: inventory not updated: {e}", client.mac);
-                None
-            }
-        };
-        if self.nb.plan(&client.mac, record.as_ref()) == Plan::Ignore {
+        // decide before writing: a MAC that will not boot gets no record
+        let known = self.nb.inventory.get(&client.mac).ok().flatten();
+        if self.nb.plan(&client.mac, known.as_ref()) == Plan::Ignore {
             self.log(
                 client.mac,
                 tracing::Level::WARN,
@@ -175,6 +164,14 @@ impl DhcpServer {
                 ),
             );
             return None;
+        }
+        if let Err(e) = self.nb.inventory.update(client.mac, |r| {
+            r.touch();
+            if !client.is_ipxe || r.arch.is_none() {
+                r.arch = Some(client.firmware.arch_name().to_string());
+            }
+        }) {
+            tracing::error!("{}: inventory not updated: {e}", client.mac);
         }
         let cfg = &self.nb.config.config;
         let settings = BootSettings {

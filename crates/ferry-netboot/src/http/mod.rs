@@ -143,6 +143,16 @@ async fn host_script(
         (false, false) => format!("{arch}-{platform}"),
         _ => format!("{arch}{platform}"),
     };
+    if nb.config.profile_for(&mac).is_none() {
+        tracing::warn!(
+            "{mac}: not booted: unknown MAC and no default_profile in {} (from {peer})",
+            nb.config.path.display()
+        );
+        return ipxe_script(ipxe::refusal(
+            mac,
+            "unknown MAC and no default_profile on the ferry server",
+        ));
+    }
     let nb2 = nb.clone();
     let record = match blocking(move || nb2.inventory.update(mac, |r| r.touch())).await {
         Ok(r) => r,
@@ -159,16 +169,8 @@ async fn host_script(
         r
     };
     match nb.plan(&mac, Some(&record)) {
-        Plan::Ignore => {
-            tracing::warn!(
-                "{mac}: not booted: unknown MAC and no default_profile in {} (from {peer})",
-                nb.config.path.display()
-            );
-            ipxe_script(ipxe::refusal(
-                mac,
-                "unknown MAC and no default_profile on the ferry server",
-            ))
-        }
+        // answered above; a config change between the two reads lands here
+        Plan::Ignore => ipxe_script(ipxe::refusal(mac, "no profile")),
         Plan::LocalDisk => {
             tracing::info!(
                 "{mac}: provisioned (ready since {}); sent to its local disk (boot-once; `ferry hosts reset {mac}` to reinstall)",

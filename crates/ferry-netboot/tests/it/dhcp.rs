@@ -246,6 +246,16 @@ fn who_gets_no_answer() {
         )
         .is_none()
     );
+    // an unknown MAC that will not boot leaves no record (a flood of
+    // forged MACs must not grow the inventory)
+    let unknown: ferry_netboot::MacAddr = "52:54:00:99:99:99".parse().unwrap();
+    assert!(
+        site.netboot(&basic_yaml(""))
+            .inventory
+            .get(&unknown)
+            .unwrap()
+            .is_none()
+    );
     // a REQUEST on 67 for the site's server
     let mut r = req(MAC, MessageType::Request);
     r.user_class = Some(b"iPXE");
@@ -278,7 +288,7 @@ fn who_gets_no_answer() {
         )
         .is_none()
     );
-    // but the unknown MAC was recorded as discovered for the operator
+    // with a default profile an unknown MAC boots and is recorded
     let nb = site.netboot(&basic_yaml("default_profile: k\n"));
     let dhcp = DhcpServer::new(nb.clone(), None);
     let mut r = req("52:54:00:99:99:99", MessageType::Discover);
