@@ -15,6 +15,7 @@
 pub mod client;
 pub mod full;
 pub mod proxy;
+mod sanitize;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -82,18 +83,12 @@ impl DhcpServer {
         from: SocketAddrV4,
         port: Port,
     ) -> Option<(Vec<u8>, SocketAddrV4)> {
-        // dhcproto 0.15 has `debug_assert!`s on option lengths (option 80
-        // with a payload trips one), so a malformed packet can panic in a
-        // debug build; the decoder is pure, so a panic is just "malformed"
-        let decoded = std::panic::catch_unwind(|| Message::decode(&mut Decoder::new(packet)));
-        let msg = match decoded {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => {
+        let mut packet = packet.to_vec();
+        sanitize::blank_malformed_options(&mut packet);
+        let msg = match Message::decode(&mut Decoder::new(&packet)) {
+            Ok(m) => m,
+            Err(e) => {
                 tracing::debug!("dhcp: undecodable packet from {from}: {e}");
-                return None;
-            }
-            Err(_) => {
-                tracing::debug!("dhcp: malformed packet from {from} (decoder assertion)");
                 return None;
             }
         };
