@@ -114,17 +114,18 @@ end
 function response(status) if status ~= 206 then error("status " .. status) end end
 LUA
   cat "$data/rootfs.squashfs" > /dev/null   # both read from the page cache
-  local threads=2
-  echo "== wrk -t$threads -c$CONNS -d${DURATION}s, random 4 MiB ranges of a 1 GiB file"
-  local out_f out_n
-  out_n=$(wrk -t$threads -c"$CONNS" -d"${DURATION}s" -s "$data/range.lua" "$nginx_url")
-  out_f=$(wrk -t$threads -c"$CONNS" -d"${DURATION}s" -s "$data/range.lua" "$ferry_url")
-  echo "-- nginx"; echo "$out_n" | grep -E "Requests/sec|Transfer/sec|Non-2xx|errors"
-  echo "-- ferry"; echo "$out_f" | grep -E "Requests/sec|Transfer/sec|Non-2xx|errors"
-  local rn rf
-  rn=$(echo "$out_n" | awk '/Requests\/sec/ {print $2}')
-  rf=$(echo "$out_f" | awk '/Requests\/sec/ {print $2}')
-  awk -v f="$rf" -v n="$rn" -v c="$CHUNK" 'BEGIN { printf "nginx %.0f MiB/s, ferry %.0f MiB/s: ferry = %.1f%% of nginx\n", n*c/1048576, f*c/1048576, 100*f/n }'
+  local threads=2 rounds="${ROUNDS:-3}" r out sum_n=0 sum_f=0 rn rf
+  echo "== wrk -t$threads -c$CONNS -d${DURATION}s, random 4 MiB ranges of a 1 GiB file; $rounds alternating rounds (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  for r in $(seq "$rounds"); do
+    for server in nginx ferry; do
+      local url=$nginx_url; [ $server = ferry ] && url=$ferry_url
+      out=$(wrk -t$threads -c"$CONNS" -d"${DURATION}s" -s "$data/range.lua" "$url")
+      local rps; rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      echo "round $r $server: $(echo "$out" | awk '/Transfer\/sec/ {print $2}')/s, $rps req/s$(echo "$out" | grep -E 'Non-2xx|timeout' | tr -s ' ' | sed 's/^/,/' | tr '\n' ' ')"
+      if [ $server = nginx ]; then sum_n=$(awk -v a="$sum_n" -v b="$rps" 'BEGIN{print a+b}'); else sum_f=$(awk -v a="$sum_f" -v b="$rps" 'BEGIN{print a+b}'); fi
+    done
+  done
+  awk -v f="$sum_f" -v n="$sum_n" -v c="$CHUNK" -v k="$rounds" 'BEGIN { printf "mean: nginx %.0f MiB/s, ferry %.0f MiB/s: ferry = %.1f%% of nginx\n", n/k*c/1048576, f/k*c/1048576, 100*f/n }'
   echo "ferry peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$ferry_pid/status)"
 }
 
@@ -147,12 +148,14 @@ hosts:
   - {mac: "52:54:00:12:34:56", profile: bench}
 YAML
   local hook="ip netns exec \$NS_SRV $FERRY -q --state $data/state netboot serve -c $data/netboot.yaml >\$RUN/ferry.log 2>&1 &"
-  local py=() fe=() i t
+  local py=() fe=() i t out
   for i in $(seq "$BOOTS"); do
-    t=$(NETBOOT_HARNESS_STATE="$hstate" MODES=proxy "$HARNESS/harness-b.sh" | sed -n 's/.*boot-to-poweroff seconds: proxy:\([0-9.]*\).*/\1/p')
-    echo "python http.server + dnsmasq, run $i: ${t:-FAIL} s"; py+=("${t:-999}")
-    t=$(NETBOOT_HARNESS_STATE="$hstate" MODES=proxy DNSMASQ=0 EXTERNAL_HTTP=1 HOOK="$hook" "$HARNESS/harness-b.sh" | sed -n 's/.*boot-to-poweroff seconds: proxy:\([0-9.]*\).*/\1/p')
-    echo "ferry, run $i: ${t:-FAIL} s"; fe+=("${t:-999}")
+    out=$(NETBOOT_HARNESS_STATE="$hstate" MODES=proxy "$HARNESS/harness-b.sh" || true)
+    t=$(sed -n 's/.*boot-to-poweroff seconds: proxy:\([0-9.]*\).*/\1/p' <<<"$out")
+    echo "python http.server + dnsmasq, run $i: ${t:-FAIL} s  $(grep -o 'ipxe@.*' <<<"$out" | head -1)"; py+=("${t:-999}")
+    out=$(NETBOOT_HARNESS_STATE="$hstate" MODES=proxy DNSMASQ=0 EXTERNAL_HTTP=1 HOOK="$hook" "$HARNESS/harness-b.sh" || true)
+    t=$(sed -n 's/.*boot-to-poweroff seconds: proxy:\([0-9.]*\).*/\1/p' <<<"$out")
+    echo "ferry, run $i: ${t:-FAIL} s  $(grep -o 'ipxe@.*' <<<"$out" | head -1)"; fe+=("${t:-999}")
   done
   median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
   echo "boot-to-poweroff median: python $(median "${py[@]}") s, ferry $(median "${fe[@]}") s (load $(cut -d' ' -f1-3 /proc/loadavg))"
