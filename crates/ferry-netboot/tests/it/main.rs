@@ -8,6 +8,7 @@ mod config;
 mod dhcp;
 mod http;
 mod iso;
+mod oci;
 mod security;
 mod tftp;
 mod util;
