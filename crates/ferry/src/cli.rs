@@ -53,4 +53,9 @@ pub enum Command {
     /// Maintain the embedded registry's store.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Network-boot machines: ProxyDHCP, TFTP and HTTP iPXE.
+    #[command(subcommand)]
+    Netboot(crate::commands::netboot::NetbootCommand),
+    /// Provisioning state of each network-booted host.
+    Hosts(crate::commands::hosts::HostsArgs),
 }

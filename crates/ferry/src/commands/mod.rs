@@ -2,6 +2,8 @@
 
 pub mod bundle;
 pub mod copy;
+pub mod hosts;
+pub mod netboot;
 pub mod registry;
 pub mod serve;
 
@@ -15,5 +17,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Copy(args) => copy::run(&cli.global, args).await,
         Command::Bundle(cmd) => bundle::run(&cli.global, cmd).await,
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
+        Command::Netboot(cmd) => netboot::run(&cli.global, cmd).await,
+        Command::Hosts(args) => hosts::run(&cli.global, args).await,
     }
 }

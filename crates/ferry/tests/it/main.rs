@@ -5,6 +5,7 @@ mod bundle;
 mod cli;
 mod crash;
 mod images;
+mod netboot;
 mod registry_clients;
 
 use std::io::{BufRead, BufReader};
