@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# bench/bundle.sh: `ferry bundle push` against `skopeo sync` of the same corpus
+# into the same Debian docker-registry (CNCF Distribution 2.8.2), in one run,
+# rounds interleaved (ferry, skopeo, ferry, ...). Also: this machine's disk
+# write limit (dd conv=fdatasync) in the same run, the push of the 1 GiB
+# layer against it, ferry's peak RSS while pushing it, re-push of an
+# unchanged bundle against skopeo's re-sync, and the bundle's size against
+# the sum of its unique blobs.
+#
+#   bench/bundle.sh                     # ROUNDS=3; results in bench/results/bundle-<time>/
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SHARED=${SHARED:-$(cd "$ROOT/../shared" && pwd)}
+export CORPUS=${CORPUS:-/var/tmp/ferry-corpus}
+OUT=${OUT:-$HERE/results/bundle-$(date -u +%Y%m%dT%H%M%SZ)}
+ROUNDS=${ROUNDS:-3}
+PORT=5001
+REG=127.0.0.1:$PORT
+mkdir -p "$OUT"
+RAW=$OUT/raw.tsv
+printf 'what\tround\tseconds\tmax_rss_kib\tbytes\n' >"$RAW"
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+log "packages"
+need=(skopeo docker-registry umoci debootstrap pigz jq curl)
+missing=()
+for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+[ ${#missing[@]} -eq 0 ] || apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+[ -f "$CORPUS/MANIFEST.tsv" ] || { log "corpus -> $CORPUS"; "$SHARED/bench/make-corpus.sh"; }
+
+log "build ferry (release)"
+(cd "$ROOT" && cargo build --release --locked -p ferry)
+FERRY=${FERRY:-${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry}
+TAGS=$(awk -F'\t' 'NR>1{print $1}' "$CORPUS/MANIFEST.tsv")
+
+log "disk write limit: dd 2 GiB conv=fdatasync"
+dd_start=$(date +%s.%N)
+dd if=/dev/zero of="$OUT/dd.bin" bs=1M count=2048 conv=fdatasync status=none
+dd_end=$(date +%s.%N)
+rm -f "$OUT/dd.bin"
+DD_MBS=$(awk -v a="$dd_start" -v b="$dd_end" 'BEGIN{printf "%.0f", 2147483648/1e6/(b-a)}')
+
+spec() { # tags... -> a ferry.yaml over the corpus layout
+    echo "images:"
+    for t in "$@"; do
+        printf '  - ref: oci:%s:%s\n    repository: bench/%s\n    tag: latest\n' "$CORPUS/oci" "$t" "$t"
+    done
+}
+log "bundles"
+# shellcheck disable=SC2086
+spec $TAGS >"$OUT/corpus.yaml"
+spec bigblob >"$OUT/bigblob.yaml"
+STATE=$OUT/state
+"$FERRY" -q --state "$STATE" bundle create -f "$OUT/corpus.yaml" -o "$OUT/corpus.ferry"
+"$FERRY" -q --state "$STATE" bundle create -f "$OUT/bigblob.yaml" -o "$OUT/bigblob.ferry"
+"$FERRY" bundle inspect --json "$OUT/corpus.ferry" >"$OUT/corpus.inspect.json"
+"$FERRY" bundle inspect --json "$OUT/bigblob.ferry" >"$OUT/bigblob.inspect.json"
+
+reset_registry() { "$SHARED/bench/lib/distribution-ctl.sh" reset "$PORT" >/dev/null; }
+timed() { # what round bytes cmd...
+    local what=$1 round=$2 bytes=$3 tf=$OUT/time.$$; shift 3
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$tf" "$@" >>"$OUT/commands.log" 2>&1 || { log "FAILED: $what"; return 1; }
+    t1=$(date +%s.%N)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$what" "$round" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')" "$(tail -1 "$tf")" "$bytes" >>"$RAW"
+    rm -f "$tf"
+}
+CORPUS_BYTES=$(jq .blob_bytes "$OUT/corpus.inspect.json")
+BIG_BYTES=$(jq .blob_bytes "$OUT/bigblob.inspect.json")
+push() { "$FERRY" -q --state "$STATE" bundle push --insecure --to "$REG/ferry" --out "$OUT/site" "$1"; }
+sync() { "$SHARED/bench/lib/sk" skopeo sync --all --preserve-digests --src dir --dest docker --dest-tls-verify=false "$CORPUS/dir" "$REG/skopeo"; }
+
+for r in $(seq 1 "$ROUNDS"); do
+    log "round $r: ferry bundle push (cold, then again)"
+    reset_registry; rm -rf "$STATE/push-resume"
+    timed "ferry push corpus" "$r" "$CORPUS_BYTES" push "$OUT/corpus.ferry"
+    timed "ferry re-push corpus" "$r" 0 push "$OUT/corpus.ferry"
+    log "round $r: skopeo sync (cold, then again)"
+    reset_registry
+    timed "skopeo sync corpus" "$r" "$CORPUS_BYTES" sync
+    timed "skopeo re-sync corpus" "$r" 0 sync
+    log "round $r: ferry bundle push of the 1 GiB layer"
+    reset_registry; rm -rf "$STATE/push-resume"
+    timed "ferry push bigblob" "$r" "$BIG_BYTES" push "$OUT/bigblob.ferry"
+done
+"$SHARED/bench/lib/distribution-ctl.sh" stop "$PORT" >/dev/null
+
+python3 - "$RAW" "$DD_MBS" "$OUT/corpus.inspect.json" >"$OUT/summary.md" <<'PY'
+import json, statistics, sys
+raw, dd, inspect = sys.argv[1], float(sys.argv[2]), json.load(open(sys.argv[3]))
+rows = {}
+for line in open(raw).read().splitlines()[1:]:
+    what, _, secs, rss, nbytes = line.split("\t")
+    rows.setdefault(what, []).append((float(secs), int(rss), int(nbytes)))
+def med(what, i=0):
+    return statistics.median(r[i] for r in rows[what])
+def rng(what):
+    s = [r[0] for r in rows[what]]
+    return f"{statistics.median(s):.2f} s [{min(s):.2f}-{max(s):.2f}]"
+fp, sk = med("ferry push corpus"), med("skopeo sync corpus")
+rp, rs = med("ferry re-push corpus"), med("skopeo re-sync corpus")
+big = rows["ferry push bigblob"]
+big_mbs = statistics.median(r[2] / 1e6 / r[0] for r in big)
+big_rss = max(r[1] for r in big) / 1024
+push_rss = max(r[1] for r in rows["ferry push corpus"]) / 1024
+overhead = inspect["file_bytes"] / inspect["blob_bytes"] - 1
+print("| measurement | ferry | skopeo | ratio | target |")
+print("| --- | --- | --- | --- | --- |")
+print(f"| push of the whole corpus ({inspect['blob_bytes']/1e9:.2f} GB) into Distribution | {rng('ferry push corpus')} | {rng('skopeo sync corpus')} | {sk/fp:.2f}× faster | ≥ 5× |")
+print(f"| re-push of an unchanged bundle / re-sync | {rng('ferry re-push corpus')} | {rng('skopeo re-sync corpus')} | {rs/rp:.2f}× faster | ≥ 1× |")
+print(f"| 1 GiB layer image pushed, MB/s | {big_mbs:.0f} | – | {big_mbs/dd*100:.0f}% of dd's {dd:.0f} MB/s | ≥ 60% |")
+print(f"| ferry peak RSS pushing it / the corpus | {big_rss:.0f} MiB / {push_rss:.0f} MiB | – | – | ≤ 64 MiB |")
+print(f"| bundle file vs its unique blobs | {inspect['file_bytes']} B vs {inspect['blob_bytes']} B | – | +{overhead*100:.3f}% | ≤ +1% |")
+PY
+cat "$OUT/summary.md"
+log "summary: $OUT/summary.md"
