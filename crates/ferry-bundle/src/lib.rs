@@ -18,6 +18,7 @@ pub mod container;
 pub mod format;
 pub mod graph;
 pub mod reader;
+pub mod spec;
 pub mod writer;
 
 pub use format::{BundleManifest, Entry, EntryKind};

@@ -2,6 +2,7 @@
 //! back, and refuse damaged or hostile bundles.
 
 mod format;
+mod spec;
 
 use ferry_bundle::format::{Entry, EntryKind};
 use ferry_oci::{Descriptor, Digest, media_type};
