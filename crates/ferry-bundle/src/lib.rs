@@ -14,10 +14,13 @@
 //!   the local cache (a [`ferry_store::Store`]).
 //! - [`graph`]: which blobs an entry needs.
 
+pub mod cache;
 pub mod container;
+pub mod create;
 pub mod format;
 pub mod graph;
 pub mod reader;
+pub mod sources;
 pub mod spec;
 pub mod writer;
 
