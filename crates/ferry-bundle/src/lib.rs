@@ -20,6 +20,7 @@ pub mod create;
 pub mod format;
 pub mod graph;
 pub mod reader;
+pub mod sign;
 pub mod sources;
 pub mod spec;
 pub mod writer;

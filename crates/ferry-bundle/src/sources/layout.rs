@@ -175,10 +175,7 @@ impl OciLayout {
     }
 
     /// Opens a blob.
-    pub fn open_blob(
-        &self,
-        digest: &Digest,
-    ) -> Result<Option<OpenedFile>, SourceError> {
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<OpenedFile>, SourceError> {
         self.open_file(&format!("blobs/{}/{}", digest.algorithm(), digest.hex()))
     }
 
