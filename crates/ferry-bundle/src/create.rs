@@ -63,7 +63,9 @@ pub enum CreateError {
         first: String,
         second: String,
     },
-    #[error("{0} is listed twice")]
+    #[error(
+        "{0} is listed twice; list each source once (the bundle's index.json names entries by their source)"
+    )]
     DuplicateSource(String),
     #[error("hosts.{host}: {message}")]
     Host { host: String, message: String },

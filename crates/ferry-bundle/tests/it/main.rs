@@ -5,6 +5,7 @@
 //! checked by minisign.
 
 mod format;
+mod local;
 mod registry;
 mod spec;
 mod support;

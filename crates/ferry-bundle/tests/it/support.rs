@@ -482,3 +482,25 @@ pub fn requests(seen: &[Seen], part: &str) -> Vec<String> {
 pub fn file_digest(path: &Path) -> Digest {
     Digest::sha256(&std::fs::read(path).unwrap())
 }
+
+/// Runs a command on a blocking thread (skopeo may talk to a registry
+/// served by this very runtime), panicking with its stderr if it fails.
+pub async fn run_async(program: &str, args: &[&str]) -> String {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    tokio::task::spawn_blocking(move || run(&mut cmd))
+        .await
+        .unwrap()
+}
+
+/// Records the tasks libraries report (`start` labels).
+#[derive(Default)]
+pub struct RecordingProgress {
+    pub started: Mutex<Vec<String>>,
+}
+
+impl ferry_oci::progress::Progress for RecordingProgress {
+    fn start(&self, _id: &str, label: &str, _total: Option<u64>) {
+        self.started.lock().unwrap().push(label.to_string());
+    }
+}
