@@ -4,6 +4,7 @@
 //! skopeo, charts built with tar + flate2), read back by skopeo and
 //! checked by minisign.
 
+mod artifacts;
 mod format;
 mod local;
 mod registry;
