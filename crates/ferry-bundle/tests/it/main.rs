@@ -5,6 +5,7 @@
 //! checked by minisign.
 
 mod artifacts;
+mod bundle;
 mod format;
 mod local;
 mod registry;

@@ -3,7 +3,7 @@
 //! charts, and running `ferry bundle create`'s library entry point.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -477,10 +477,6 @@ pub fn requests(seen: &[Seen], part: &str) -> Vec<String> {
         .filter(|s| s.path.contains(part))
         .map(|s| format!("{} {}", s.method, s.path))
         .collect()
-}
-
-pub fn file_digest(path: &Path) -> Digest {
-    Digest::sha256(&std::fs::read(path).unwrap())
 }
 
 /// Runs a command on a blocking thread (skopeo may talk to a registry
