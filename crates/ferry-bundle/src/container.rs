@@ -274,6 +274,16 @@ impl Seek for ContainerReader {
     }
 }
 
+/// Whether `path` is a self-extracting file (an executable with a bundle
+/// and trailer appended).
+pub fn is_self_extracting(path: &Path) -> bool {
+    let Ok(file) = File::open(path) else {
+        return false;
+    };
+    file.metadata()
+        .is_ok_and(|m| read_trailer(&file, m.len()).is_some())
+}
+
 fn read_trailer(file: &File, size: u64) -> Option<(u64, u64)> {
     use std::os::unix::fs::FileExt;
     if size < TRAILER_LEN {

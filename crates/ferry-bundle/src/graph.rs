@@ -1,8 +1,8 @@
 //! Walking the content graph of an entry: an index names manifests, a
 //! manifest names a config and layers. Used to list every blob an entry
-//! needs, when writing a bundle and when checking one.
+//! needs (writing, verifying) and to push manifests children first.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use ferry_oci::{Descriptor, Digest, ParsedManifest, media_type};
 
@@ -27,37 +27,77 @@ pub enum GraphError {
     },
 }
 
-/// Every blob reachable from `root` (the root included), in a stable order.
+/// An entry's content.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Manifests and indexes, children before the parents that name them
+    /// (the order a registry accepts them in); the root is last.
+    pub manifests: Vec<(Descriptor, Vec<u8>)>,
+    /// Configs and layers, each once.
+    pub blobs: Vec<Descriptor>,
+}
+
+impl Graph {
+    /// Every digest in the graph.
+    pub fn digests(&self) -> BTreeSet<Digest> {
+        self.manifests
+            .iter()
+            .map(|(d, _)| d.digest.clone())
+            .chain(self.blobs.iter().map(|d| d.digest.clone()))
+            .collect()
+    }
+}
+
+/// Walks the graph under `root`.
+pub fn walk(source: &dyn ManifestSource, root: &Descriptor) -> Result<Graph, GraphError> {
+    let mut graph = Graph::default();
+    let mut seen = HashSet::new();
+    visit(source, root, &mut seen, &mut graph)?;
+    Ok(graph)
+}
+
+fn visit(
+    source: &dyn ManifestSource,
+    desc: &Descriptor,
+    seen: &mut HashSet<Digest>,
+    graph: &mut Graph,
+) -> Result<(), GraphError> {
+    if !seen.insert(desc.digest.clone()) {
+        return Ok(());
+    }
+    if !media_type::is_manifest(&desc.media_type) {
+        graph.blobs.push(desc.clone());
+        return Ok(());
+    }
+    let bytes = source
+        .manifest_bytes(&desc.digest)
+        .map_err(|source| GraphError::Io {
+            digest: desc.digest.clone(),
+            source,
+        })?
+        .ok_or_else(|| GraphError::Missing(desc.digest.clone()))?;
+    let parsed = ParsedManifest::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
+        GraphError::Invalid {
+            digest: desc.digest.clone(),
+            source,
+        }
+    })?;
+    for child in &parsed.manifests {
+        visit(source, child, seen, graph)?;
+    }
+    for blob in parsed.blob_references() {
+        if seen.insert(blob.digest.clone()) {
+            graph.blobs.push(blob.clone());
+        }
+    }
+    graph.manifests.push((desc.clone(), bytes));
+    Ok(())
+}
+
+/// Every blob reachable from `root` (the root included).
 pub fn reachable(
     source: &dyn ManifestSource,
     root: &Descriptor,
 ) -> Result<BTreeSet<Digest>, GraphError> {
-    let mut seen = BTreeSet::new();
-    let mut stack = vec![root.clone()];
-    while let Some(desc) = stack.pop() {
-        if !seen.insert(desc.digest.clone()) {
-            continue;
-        }
-        if !media_type::is_manifest(&desc.media_type) {
-            continue;
-        }
-        let bytes = source
-            .manifest_bytes(&desc.digest)
-            .map_err(|source| GraphError::Io {
-                digest: desc.digest.clone(),
-                source,
-            })?
-            .ok_or_else(|| GraphError::Missing(desc.digest.clone()))?;
-        let parsed = ParsedManifest::parse(&bytes, Some(&desc.media_type)).map_err(|source| {
-            GraphError::Invalid {
-                digest: desc.digest.clone(),
-                source,
-            }
-        })?;
-        stack.extend(parsed.manifests.iter().cloned());
-        for blob in parsed.blob_references() {
-            seen.insert(blob.digest.clone());
-        }
-    }
-    Ok(seen)
+    Ok(walk(source, root)?.digests())
 }

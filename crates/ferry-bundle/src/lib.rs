@@ -13,16 +13,29 @@
 //! - [`writer`]: deterministic output from entries whose content is in
 //!   the local cache (a [`ferry_store::Store`]).
 //! - [`graph`]: which blobs an entry needs.
+//! - [`inspect`] and [`verify`]: what a bundle carries, and whether every
+//!   byte of it is what it claims.
+//! - [`push`]: into any registry, in place, resumable, in parallel;
+//!   [`import`]: into ferry's own store without HTTP; [`serve`]: a
+//!   read-only registry straight from the file; [`relocate`]: the site's
+//!   Kubernetes manifests and mirror configuration after a push.
 
 pub mod cache;
 pub mod container;
 pub mod create;
 pub mod format;
 pub mod graph;
+pub mod import;
+pub mod inspect;
+pub mod layout;
+pub mod push;
 pub mod reader;
+pub mod relocate;
+pub mod serve;
 pub mod sign;
 pub mod sources;
 pub mod spec;
+pub mod verify;
 pub mod writer;
 
 pub use format::{BundleManifest, Entry, EntryKind};

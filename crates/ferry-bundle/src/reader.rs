@@ -276,3 +276,9 @@ impl BlobSource for BundleBlob {
         self.name.clone()
     }
 }
+
+impl crate::graph::ManifestSource for Bundle {
+    fn manifest_bytes(&self, digest: &Digest) -> io::Result<Option<Vec<u8>>> {
+        self.read_blob(digest)
+    }
+}

@@ -9,7 +9,7 @@
 //! when complete: parts are written under temporary names, fsynced, and
 //! renamed at the end.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -113,16 +113,21 @@ pub fn write_bundle(
     if options.split.is_some_and(|s| s < 1024 * 1024) {
         return Err(WriteError::SplitTooSmall);
     }
-    // Every blob each entry needs.
+    // Every blob each entry needs. A delta leaves out what its base
+    // carries, except manifests: they are small, and with them a delta
+    // can be inspected, verified and walked on its own.
     let mut all = BTreeSet::new();
+    let mut manifests = HashSet::new();
     let mut bytes_before_dedup = 0;
     let base_digests = plan.base.as_ref().map(|(_, d)| d);
     for entry in &plan.entries {
-        let reachable = graph::reachable(&CacheManifests(cache), &entry.descriptor)?;
-        for digest in &reachable {
+        let graph = graph::walk(&CacheManifests(cache), &entry.descriptor)?;
+        manifests.extend(graph.manifests.iter().map(|(d, _)| d.digest.clone()));
+        let digests = graph.digests();
+        for digest in &digests {
             bytes_before_dedup += blob_size(cache, base_digests, digest)?;
         }
-        all.extend(reachable);
+        all.extend(digests);
     }
     let mut blobs = Vec::new();
     let mut base_blobs = Vec::new();
@@ -131,7 +136,8 @@ pub fn write_bundle(
             size: blob_size(cache, base_digests, &digest)?,
             digest,
         };
-        if base_digests.is_some_and(|b| b.contains_key(&record.digest)) {
+        let in_base = base_digests.is_some_and(|b| b.contains_key(&record.digest));
+        if in_base && !manifests.contains(&record.digest) {
             base_blobs.push(record);
         } else {
             blobs.push(record);

@@ -11,11 +11,13 @@
 //!   references (config, layers, children, subject) without caring whether
 //!   it is OCI or Docker flavoured. The typed structures are oci-spec's,
 //!   re-exported as [`spec`].
+//! - [`layout`]: reading OCI image layout directories.
 //! - [`name`]: validation of repository names and tags.
 //! - [`progress`]: the trait through which libraries report progress;
 //!   only the binary draws it.
 
 pub mod digest;
+pub mod layout;
 pub mod manifest;
 pub mod media_type;
 pub mod name;

@@ -11,8 +11,10 @@
 //! [`error`].
 //!
 //! [`server`] runs the router over plain HTTP or TLS ([`tls`]) with graceful
-//! shutdown; the token endpoint of the Docker auth flow is [`auth::token`].
+//! shutdown; the token endpoint of the Docker auth flow is [`auth::token`];
+//! [`admin`] runs garbage collection inside the serving process.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -29,7 +31,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use ferry_store::Store;
 
 use crate::auth::Auth;
@@ -58,6 +60,7 @@ impl Registry {
             .route("/v2/", any(dispatch_base))
             .route("/v2/{*rest}", any(dispatch))
             .route(auth::token::PATH, get(auth::token::issue))
+            .route(admin::GC_PATH, post(admin::gc))
             .layer(axum::middleware::map_response(api_version_header))
             .with_state(self)
     }

@@ -49,7 +49,11 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(crate::admin::Peer(peer))),
+        );
         let builder = builder.clone();
         match &acceptor {
             None => {

@@ -45,7 +45,7 @@ impl Default for GcOptions {
     }
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct GcReport {
     pub manifests_marked: usize,
     pub blobs_marked: usize,

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::bundle::BundleCommand;
+use crate::commands::copy::CopyArgs;
 use crate::commands::registry::RegistryCommand;
 use crate::commands::serve::ServeArgs;
 
@@ -43,7 +45,17 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Run ferry's services: the embedded OCI registry.
     Serve(ServeArgs),
+    /// Copy images from an OCI layout directory into a registry.
+    Copy(CopyArgs),
+    /// Make, check and load bundles.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
     /// Maintain the embedded registry's store.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Network-boot machines: ProxyDHCP, TFTP and HTTP iPXE.
+    #[command(subcommand)]
+    Netboot(crate::commands::netboot::NetbootCommand),
+    /// Provisioning state of each network-booted host.
+    Hosts(crate::commands::hosts::HostsArgs),
 }

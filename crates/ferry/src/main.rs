@@ -10,11 +10,12 @@ mod commands;
 mod exit;
 mod output;
 mod progress;
+mod self_extracting;
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(self_extracting::arguments(std::env::args_os().collect()));
     output::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,6 +8,7 @@ mod artifacts;
 mod bundle;
 mod format;
 mod local;
+mod push;
 mod registry;
 mod spec;
 mod support;

@@ -197,3 +197,29 @@ async fn without_anonymous_read_the_token_endpoint_wants_credentials() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn gc_endpoint_is_for_loopback_or_users_only() {
+    // In-process requests carry no peer address: not known to be loopback.
+    let open = TestRegistry::new();
+    let reply = open
+        .send(Method::POST, "/ferry/v1/gc?grace=0", &[], Body::empty())
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.code(), "DENIED");
+    let r = TestRegistry::with_auth(Auth::with_users(Mode::Basic, users(), true, false));
+    let anon = r
+        .send(Method::POST, "/ferry/v1/gc", &[], Body::empty())
+        .await;
+    assert_eq!(anon.status, StatusCode::FORBIDDEN);
+    let user = r
+        .send(
+            Method::POST,
+            "/ferry/v1/gc?grace=0&dry_run=true",
+            &[("authorization", &basic("alice", "s3cret"))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(user.status, StatusCode::OK, "{}", user.text());
+    assert_eq!(user.json()["dry_run"], true);
+}

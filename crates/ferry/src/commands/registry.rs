@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use ferry_store::{GcOptions, Limits, Store};
 
 use crate::cli::GlobalArgs;
-use crate::exit::ProblemFound;
+use crate::exit::{ProblemFound, UserError};
 use crate::output::{human_bytes, print_json, state_dir};
 use crate::progress::Bars;
 
@@ -17,8 +17,8 @@ use crate::progress::Bars;
 pub enum RegistryCommand {
     /// Verify every blob's digest and every manifest's references.
     Fsck(FsckArgs),
-    /// Remove blobs that no manifest references (safe while `ferry serve` runs
-    /// on the same store only through its API; see `--help`).
+    /// Remove blobs that no manifest references. Safe while `ferry serve`
+    /// runs on the store: the server then does the collection itself.
     Gc(GcArgs),
 }
 
@@ -41,6 +41,12 @@ pub struct GcArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// User for a server started with --htpasswd.
+    #[arg(long, requires = "password")]
+    username: Option<String>,
+    /// Password for --username.
+    #[arg(long, env = "FERRY_REGISTRY_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
 }
 
 pub fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
@@ -90,12 +96,17 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
             }
         }
         RegistryCommand::Gc(args) => {
-            let options = GcOptions {
-                grace: Duration::from_secs(args.grace),
-                dry_run: args.dry_run,
-                ..GcOptions::default()
+            let report = match crate::commands::serve::running_server(store.root()) {
+                Some(server) => gc_through_server(&server, &args).await?,
+                None => {
+                    let options = GcOptions {
+                        grace: Duration::from_secs(args.grace),
+                        dry_run: args.dry_run,
+                        ..GcOptions::default()
+                    };
+                    tokio::task::spawn_blocking(move || store.gc(&options)).await??
+                }
             };
-            let report = tokio::task::spawn_blocking(move || store.gc(&options)).await??;
             if args.json {
                 print_json(&report)?;
             } else {
@@ -117,4 +128,51 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Asks the server that holds the store to collect: it alone sees the
+/// uploads and pushes in flight. The server is on this machine; its TLS
+/// certificate is the site CA's (`--tls auto`) or the operator's, so the
+/// loopback call does not verify it.
+async fn gc_through_server(
+    server: &crate::commands::serve::ServeInfo,
+    args: &GcArgs,
+) -> anyhow::Result<ferry_store::GcReport> {
+    tracing::info!(url = %server.url, pid = server.pid, "a ferry serve holds the store; collecting through it");
+    let tls = ferry_client::tls::insecure_config().context("cannot set up TLS")?;
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .context("cannot set up an HTTP client")?;
+    let mut request = http.post(format!(
+        "{}{}?grace={}&dry_run={}",
+        server.url,
+        ferry_registry::admin::GC_PATH,
+        args.grace,
+        args.dry_run
+    ));
+    if let (Some(user), Some(password)) = (&args.username, &args.password) {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the ferry serve at {}", server.url))?;
+    if response.status() == reqwest::StatusCode::FORBIDDEN {
+        return Err(UserError::new(
+            "the server refused: with --htpasswd, give --username and --password",
+        )
+        .into());
+    }
+    if !response.status().is_success() {
+        anyhow::bail!(
+            "the server answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    response
+        .json()
+        .await
+        .context("the server's GC report is unreadable")
 }

@@ -94,6 +94,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
                 .with_hint("another process may hold the port; choose one with --listen")
         })?;
     let local = listener.local_addr()?;
+    let _record = ServeRecord::write(&root, local, scheme)?;
     print_banner(&root, local, scheme, &args);
 
     let router = Registry::new(store, auth).router();
@@ -108,6 +109,66 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     .context("the registry server failed")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `serve.json` in the store: where this server listens, so that
+/// `ferry registry gc` can ask it to collect (only the serving process
+/// sees the uploads in flight). Removed when the server stops.
+pub struct ServeRecord {
+    path: std::path::PathBuf,
+}
+
+/// What `serve.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ServeInfo {
+    pub url: String,
+    pub pid: u32,
+}
+
+impl ServeRecord {
+    fn write(
+        root: &std::path::Path,
+        local: SocketAddr,
+        scheme: &str,
+    ) -> anyhow::Result<ServeRecord> {
+        let ip = if local.ip().is_unspecified() {
+            match local.ip() {
+                IpAddr::V4(_) => "127.0.0.1".to_string(),
+                IpAddr::V6(_) => "[::1]".to_string(),
+            }
+        } else {
+            match local.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            }
+        };
+        let info = ServeInfo {
+            url: format!("{scheme}://{ip}:{}", local.port()),
+            pid: std::process::id(),
+        };
+        let path = root.join("serve.json");
+        std::fs::write(&path, serde_json::to_vec(&info)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(ServeRecord { path })
+    }
+}
+
+impl Drop for ServeRecord {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The running server of the store at `root`, if one holds it.
+pub fn running_server(root: &std::path::Path) -> Option<ServeInfo> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("serve.lock"))
+        .ok()?;
+    if file.try_lock().is_ok() {
+        return None; // nobody holds it
+    }
+    serde_json::from_slice(&std::fs::read(root.join("serve.json")).ok()?).ok()
 }
 
 /// One server per store: a second one would not see the first one's
@@ -214,7 +275,7 @@ fn print_banner(root: &std::path::Path, local: SocketAddr, scheme: &str, args: &
     println!("  press Ctrl-C to stop");
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,

@@ -1,9 +1,11 @@
 //! Tests of the `ferry` binary as users run it, against real clients
 //! (skopeo, podman from Debian) and with real process crashes.
 
+mod bundle;
 mod cli;
 mod crash;
 mod images;
+mod netboot;
 mod registry_clients;
 
 use std::io::{BufRead, BufReader};

@@ -276,3 +276,55 @@ fn tls_auto_with_the_printed_ca() {
     let out = run(skopeo().args(["inspect", &format!("docker://{}/tls/app:v1", server.addr)]));
     assert!(!out.status.success());
 }
+
+#[test]
+fn gc_runs_online_through_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    standard(&src);
+    let server = Server::start(&tmp.path().join("state"), &[]);
+    let addr = &server.addr;
+    for (tag, repo) in [("many", "keep/many:v1"), ("multi", "drop/multi:v1")] {
+        let out = copy(
+            &format!("oci:{}:{tag}", src.display()),
+            &format!("docker://{addr}/{repo}"),
+            &["--all"],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ok(skopeo().args([
+        "delete",
+        "--tls-verify=false",
+        &format!("docker://{addr}/drop/multi:v1"),
+    ]));
+    let report = ok(crate::ferry()
+        .args(["registry", "gc", "--grace", "0", "--json", "--state"])
+        .arg(&server.state));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    // The index goes (its children stay linked as manifests of their own).
+    assert!(
+        !report["blobs_deleted"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    // The server kept serving and kept what is referenced.
+    let back = tmp.path().join("back");
+    let out = copy(
+        &format!("docker://{addr}/keep/many:v1"),
+        &format!("oci:{}:x", back.display()),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fsck = ok(crate::ferry()
+        .args(["registry", "fsck", "--json", "--state"])
+        .arg(&server.state));
+    let fsck: serde_json::Value = serde_json::from_str(&fsck).unwrap();
+    assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
+}

@@ -1,0 +1,576 @@
+//! `ferry bundle push`: a bundle into any OCI registry, straight out of the
+//! bundle file by offset (no extraction, no temporary copy). The same
+//! engine pushes an OCI image layout directory (`ferry copy`): both are
+//! [`Content`].
+//!
+//! Order of work, so that nothing half-pushed is ever referenced:
+//!
+//! 1. For a delta bundle, check that everything it takes from its base is
+//!    on the target already; stop with the list of what is missing if not.
+//! 2. Blobs, `concurrency` at a time: each distinct blob is uploaded once,
+//!    into the first repository that needs it (HEAD first: what exists is
+//!    skipped; interrupted uploads resume from the registry's offset via
+//!    the resume store). Every other repository that needs it then mounts
+//!    it from there. The client hashes every byte it sends and completes
+//!    an upload only if the digest matches, so a corrupt blob is never
+//!    committed; it is named in the error.
+//! 3. Manifests, children before the indexes that name them, exact bytes,
+//!    so digests (and multi-arch indexes) arrive intact; the tag last,
+//!    according to `--on-existing-tag`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use ferry_client::{
+    BlobPush, BlobSource, Client, ClientError, PushOptions as BlobOptions, PushOutcome,
+    ResumeStore, push_blobs,
+};
+use ferry_oci::progress::Progress;
+use ferry_oci::{Descriptor, Digest, name};
+use serde::Serialize;
+
+use crate::format::Entry;
+use crate::graph::{self, Graph, GraphError};
+use crate::reader::Bundle;
+
+/// `HOST[:PORT][/PREFIX]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub registry: String,
+    pub prefix: String,
+}
+
+impl FromStr for Target {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.contains("://") {
+            return Err(format!(
+                "{s:?}: give the registry as HOST[:PORT][/PREFIX], without a scheme (use --insecure for plain HTTP)"
+            ));
+        }
+        let s = s.trim_end_matches('/');
+        let (registry, prefix) = s.split_once('/').unwrap_or((s, ""));
+        if registry.is_empty() {
+            return Err("the registry host is empty".into());
+        }
+        if !prefix.is_empty() && !name::is_valid_repository(prefix) {
+            return Err(format!(
+                "{prefix:?} is not a valid repository path prefix (lowercase, a-z0-9 and ._-)"
+            ));
+        }
+        Ok(Target {
+            registry: registry.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.prefix.is_empty() {
+            f.write_str(&self.registry)
+        } else {
+            write!(f, "{}/{}", self.registry, self.prefix)
+        }
+    }
+}
+
+/// What to do when a tag already points at other content on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnExistingTag {
+    Skip,
+    Overwrite,
+    Fail,
+}
+
+pub struct PushOptions {
+    pub concurrency: usize,
+    pub on_existing_tag: OnExistingTag,
+    /// Rewrites of repository path prefixes, first match wins:
+    /// (`docker.io/library` style source paths are already reduced to
+    /// `library/...` in the bundle) e.g. `("library", "mirror")`.
+    pub repository_map: Vec<(String, String)>,
+    pub resume: Option<ResumeStore>,
+    pub chunk_size: u64,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        PushOptions {
+            concurrency: 4,
+            on_existing_tag: OnExistingTag::Overwrite,
+            repository_map: Vec::new(),
+            resume: None,
+            chunk_size: 64 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("{0}")]
+    Graph(#[from] GraphError),
+    #[error("{0}")]
+    Mapping(String),
+    #[error(
+        "this is a delta bundle on top of {base}, and {missing} of the blobs it takes from there are not on {target} (e.g. {example} in {repository}): push {base} first"
+    )]
+    BaseMissing {
+        base: String,
+        target: String,
+        missing: usize,
+        example: Digest,
+        repository: String,
+    },
+    #[error("checking {what} on the target: {source}")]
+    Check {
+        what: String,
+        source: Box<ClientError>,
+    },
+    #[error("{} blob(s) could not be pushed; nothing references them on the target:\n{}", failed.len(), failed.join("\n"))]
+    BlobsFailed { failed: Vec<String> },
+    #[error("pushing manifest {digest} to {repository}: {source}")]
+    Manifest {
+        repository: String,
+        digest: Digest,
+        source: Box<ClientError>,
+    },
+    #[error("tag {reference} exists with {existing}, not {new}; --on-existing-tag=fail")]
+    TagExists {
+        reference: String,
+        existing: String,
+        new: Digest,
+    },
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    pub target: String,
+    pub blobs_uploaded: usize,
+    pub blobs_skipped: usize,
+    pub blobs_mounted: usize,
+    pub bytes_sent: u64,
+    /// Uploads that continued an earlier, interrupted one.
+    pub blobs_resumed: usize,
+    /// Bytes those uploads found already on the registry (not sent again).
+    pub bytes_resumed_from: u64,
+    pub manifests_pushed: usize,
+    pub manifests_skipped: usize,
+    pub tags: Vec<TagOutcome>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TagOutcome {
+    pub reference: String,
+    pub digest: Digest,
+    /// `created`, `unchanged`, `overwritten`, `kept` (skip policy), `by-digest`.
+    pub outcome: &'static str,
+}
+
+/// What a push reads: entries, their manifests, and their blobs as
+/// re-openable sources.
+pub trait Content: graph::ManifestSource + Send + Sync {
+    fn entries(&self) -> &[Entry];
+    fn blob_source(&self, digest: &Digest) -> Option<Arc<dyn BlobSource>>;
+    /// Blobs the entries need that a base bundle provides: they must be
+    /// on the target already.
+    fn base_blobs(&self) -> HashSet<Digest> {
+        HashSet::new()
+    }
+    /// The base bundle's name, for messages.
+    fn base_name(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Content for Bundle {
+    fn entries(&self) -> &[Entry] {
+        &self.manifest.entries
+    }
+    fn blob_source(&self, digest: &Digest) -> Option<Arc<dyn BlobSource>> {
+        Bundle::blob_source(self, digest).map(|s| Arc::new(s) as Arc<dyn BlobSource>)
+    }
+    fn base_blobs(&self) -> HashSet<Digest> {
+        self.manifest
+            .base_blobs
+            .iter()
+            .map(|b| b.digest.clone())
+            .collect()
+    }
+    fn base_name(&self) -> Option<String> {
+        self.manifest.base.as_ref().map(|b| b.name.clone())
+    }
+}
+
+/// One entry with where it goes and what it holds.
+struct Planned<'a> {
+    entry: &'a Entry,
+    repository: String,
+    graph: Graph,
+}
+
+/// The repository `entry` lands in on `target`.
+pub fn target_repository(
+    entry: &Entry,
+    target: &Target,
+    map: &[(String, String)],
+) -> Result<String, String> {
+    let mut repo = entry.repository.clone();
+    for (from, to) in map {
+        if repo == *from || repo.starts_with(&format!("{from}/")) {
+            repo = format!("{to}{}", &repo[from.len()..]);
+            break;
+        }
+    }
+    let full = if target.prefix.is_empty() {
+        repo
+    } else {
+        format!("{}/{repo}", target.prefix)
+    };
+    if name::is_valid_repository(&full) {
+        Ok(full)
+    } else {
+        Err(format!(
+            "{} maps to {full:?}, which is not a valid repository name",
+            entry.source
+        ))
+    }
+}
+
+pub async fn push(
+    content: Arc<dyn Content>,
+    client: &Client,
+    target: &Target,
+    options: &PushOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<PushReport, PushError> {
+    let started = Instant::now();
+    let mut report = PushReport {
+        target: target.to_string(),
+        ..PushReport::default()
+    };
+    let mut planned = Vec::new();
+    for entry in content.entries() {
+        let repository = target_repository(entry, target, &options.repository_map)
+            .map_err(PushError::Mapping)?;
+        planned.push(Planned {
+            entry,
+            graph: graph::walk(content.as_ref(), &entry.descriptor)?,
+            repository,
+        });
+    }
+    let base_blobs = content.base_blobs();
+    let from_base: HashSet<&Digest> = base_blobs.iter().collect();
+    check_base(content.as_ref(), client, target, &planned, &from_base).await?;
+    let cx = Context {
+        content: &content,
+        client,
+        registry: &target.registry,
+        options,
+    };
+    push_all_blobs(&cx, &planned, &from_base, progress, &mut report).await?;
+    for plan in &planned {
+        push_manifests(
+            client,
+            &target.registry,
+            plan,
+            &from_base,
+            options,
+            &mut report,
+        )
+        .await?;
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+async fn check_base(
+    content: &dyn Content,
+    client: &Client,
+    target: &Target,
+    planned: &[Planned<'_>],
+    from_base: &HashSet<&Digest>,
+) -> Result<(), PushError> {
+    let Some(base) = content.base_name() else {
+        return Ok(());
+    };
+    let mut missing: Vec<(Digest, String)> = Vec::new();
+    for plan in planned {
+        let repo = repository(client, &target.registry, &plan.repository)?;
+        let manifests: HashSet<&Digest> = plan
+            .graph
+            .manifests
+            .iter()
+            .map(|(d, _)| &d.digest)
+            .collect();
+        for digest in plan
+            .graph
+            .digests()
+            .into_iter()
+            .filter(|d| from_base.contains(d))
+        {
+            let present = if manifests.contains(&digest) {
+                repo.head_manifest(&digest.to_string())
+                    .await
+                    .map(|m| m.is_some())
+            } else {
+                repo.blob_exists(&digest).await.map(|b| b.is_some())
+            }
+            .map_err(|source| PushError::Check {
+                what: format!("{digest} in {}", plan.repository),
+                source: Box::new(source),
+            })?;
+            if !present {
+                missing.push((digest, plan.repository.clone()));
+            }
+        }
+    }
+    match missing.first() {
+        None => Ok(()),
+        Some((example, repository)) => Err(PushError::BaseMissing {
+            base,
+            target: target.to_string(),
+            missing: missing.len(),
+            example: example.clone(),
+            repository: repository.clone(),
+        }),
+    }
+}
+
+fn repository(
+    client: &Client,
+    registry: &str,
+    name: &str,
+) -> Result<ferry_client::Repository, PushError> {
+    client
+        .repository(registry, name)
+        .map_err(|source| PushError::Check {
+            what: format!("repository {name}"),
+            source: Box::new(source),
+        })
+}
+
+/// What every step of one push shares.
+struct Context<'a> {
+    content: &'a Arc<dyn Content>,
+    client: &'a Client,
+    registry: &'a str,
+    options: &'a PushOptions,
+}
+
+async fn push_all_blobs(
+    cx: &Context<'_>,
+    planned: &[Planned<'_>],
+    from_base: &HashSet<&Digest>,
+    progress: Arc<dyn Progress>,
+    report: &mut PushReport,
+) -> Result<(), PushError> {
+    let Context {
+        content,
+        client,
+        registry,
+        options,
+    } = *cx;
+    // The first repository that needs a blob uploads it; the others mount.
+    let mut home: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut first_wave = Vec::new();
+    let mut second_wave = Vec::new();
+    for plan in planned {
+        for blob in &plan.graph.blobs {
+            if from_base.contains(&blob.digest) {
+                continue;
+            }
+            let repo = repository(client, registry, &plan.repository)?;
+            let source =
+                content
+                    .blob_source(&blob.digest)
+                    .ok_or_else(|| PushError::BlobsFailed {
+                        failed: vec![format!(
+                            "  {}: not in the content being pushed",
+                            blob.digest
+                        )],
+                    })?;
+            let mut blob_options = BlobOptions {
+                resume: options.resume.clone(),
+                chunk_size: options.chunk_size,
+                ..BlobOptions::default()
+            };
+            match home.get(&blob.digest) {
+                None => {
+                    home.insert(blob.digest.clone(), plan.repository.clone());
+                    first_wave.push(BlobPush {
+                        repository: repo,
+                        digest: blob.digest.clone(),
+                        source,
+                        options: blob_options,
+                    });
+                }
+                Some(home_repo) if *home_repo == plan.repository => {}
+                Some(home_repo) => {
+                    blob_options.mount_from = vec![home_repo.clone()];
+                    second_wave.push(BlobPush {
+                        repository: repo,
+                        digest: blob.digest.clone(),
+                        source,
+                        options: blob_options,
+                    });
+                }
+            }
+        }
+    }
+    let total: u64 = first_wave.iter().map(|b| b.source.len()).sum();
+    progress.start("push", "push", Some(total));
+    let mut failed = Vec::new();
+    for wave in [first_wave, second_wave] {
+        let names: Vec<(String, Digest)> = wave
+            .iter()
+            .map(|b| (b.repository.name().to_string(), b.digest.clone()))
+            .collect();
+        let results = push_blobs(wave, options.concurrency, progress.clone()).await;
+        for ((repo, digest), result) in names.into_iter().zip(results) {
+            match result {
+                Ok(r) => {
+                    match r.outcome {
+                        PushOutcome::Exists => report.blobs_skipped += 1,
+                        PushOutcome::Mounted { .. } => report.blobs_mounted += 1,
+                        PushOutcome::Uploaded => report.blobs_uploaded += 1,
+                    }
+                    report.blobs_resumed += usize::from(r.resumed_at.is_some());
+                    report.bytes_resumed_from += r.resumed_at.unwrap_or(0);
+                    report.bytes_sent += r.bytes_sent;
+                }
+                Err(e) => failed.push(format!("  {digest} into {repo}: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            progress.finish("push", "failed");
+            return Err(PushError::BlobsFailed { failed });
+        }
+    }
+    progress.finish("push", "pushed");
+    Ok(())
+}
+
+async fn push_manifests(
+    client: &Client,
+    registry: &str,
+    plan: &Planned<'_>,
+    from_base: &HashSet<&Digest>,
+    options: &PushOptions,
+    report: &mut PushReport,
+) -> Result<(), PushError> {
+    let repo = repository(client, registry, &plan.repository)?;
+    let root = &plan.entry.descriptor.digest;
+    let failed = |digest: &Digest| {
+        let (repository, digest) = (plan.repository.clone(), digest.clone());
+        move |source| PushError::Manifest {
+            repository,
+            digest,
+            source: Box::new(source),
+        }
+    };
+    for (desc, bytes) in &plan.graph.manifests {
+        if from_base.contains(&desc.digest) || &desc.digest == root {
+            continue;
+        }
+        put_if_missing(&repo, desc, bytes, report)
+            .await
+            .map_err(failed(&desc.digest))?;
+    }
+    let (root_desc, root_bytes) = plan
+        .graph
+        .manifests
+        .last()
+        .expect("the root is in its graph");
+    let Some(tag) = &plan.entry.tag else {
+        put_if_missing(&repo, root_desc, root_bytes, report)
+            .await
+            .map_err(failed(root))?;
+        report.tags.push(TagOutcome {
+            reference: format!("{registry}/{}@{root}", plan.repository),
+            digest: root.clone(),
+            outcome: "by-digest",
+        });
+        return Ok(());
+    };
+    let reference = format!("{registry}/{}:{tag}", plan.repository);
+    let existing = repo.head_manifest(tag).await.map_err(failed(root))?;
+    let outcome = match existing.map(|m| m.digest) {
+        None => "created",
+        Some(Some(d)) if &d == root => "unchanged",
+        Some(other) => match options.on_existing_tag {
+            OnExistingTag::Skip => {
+                report.tags.push(TagOutcome {
+                    reference,
+                    digest: root.clone(),
+                    outcome: "kept",
+                });
+                return Ok(());
+            }
+            OnExistingTag::Fail => {
+                return Err(PushError::TagExists {
+                    reference,
+                    existing: other.map_or_else(|| "other content".to_string(), |d| d.to_string()),
+                    new: root.clone(),
+                });
+            }
+            OnExistingTag::Overwrite => "overwritten",
+        },
+    };
+    if outcome == "unchanged" {
+        report.manifests_skipped += 1;
+    } else {
+        repo.put_manifest(
+            tag,
+            &root_desc.media_type,
+            Bytes::copy_from_slice(root_bytes),
+        )
+        .await
+        .map_err(failed(root))?;
+        report.manifests_pushed += 1;
+    }
+    report.tags.push(TagOutcome {
+        reference,
+        digest: root.clone(),
+        outcome,
+    });
+    Ok(())
+}
+
+async fn put_if_missing(
+    repo: &ferry_client::Repository,
+    desc: &Descriptor,
+    bytes: &[u8],
+    report: &mut PushReport,
+) -> Result<(), ClientError> {
+    let reference = desc.digest.to_string();
+    if repo.head_manifest(&reference).await?.is_some() {
+        report.manifests_skipped += 1;
+        return Ok(());
+    }
+    repo.put_manifest(&reference, &desc.media_type, Bytes::copy_from_slice(bytes))
+        .await?;
+    report.manifests_pushed += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t: Target = "reg.local:5000/site/mirror".parse().unwrap();
+        assert_eq!(t.registry, "reg.local:5000");
+        assert_eq!(t.prefix, "site/mirror");
+        let t: Target = "10.0.0.1".parse().unwrap();
+        assert_eq!(t.prefix, "");
+        assert!("https://x".parse::<Target>().is_err());
+        assert!("reg/UPPER".parse::<Target>().is_err());
+    }
+}

@@ -1,0 +1,305 @@
+//! Serving one artifact over HTTP: HEAD, a single byte range, validators,
+//! and a body streamed from disk in fixed-size chunks.
+//!
+//! Written here rather than with tower-http's `ServeFile` because an
+//! artifact is not a file: it is ranges of an ISO image or a store blob
+//! (see [`crate::artifact`]). The rules are RFC 9110's:
+//! - `ETag` (strong) and `Last-Modified` on every response (§8.8);
+//! - `If-None-Match`, else `If-Modified-Since`, answer 304 (§13.1.2,
+//!   §13.1.3); `If-Match` that fails answers 412 (§13.1.1);
+//! - one `Range: bytes=` spec gets 206 with `Content-Range` (§14.2); a
+//!   range that starts past the end gets 416 with `bytes */size`; several
+//!   ranges or a malformed header are ignored (200, whole file), which
+//!   §14.2 allows; `If-Range` that does not match also means 200 (§13.1.5).
+//!
+//! Memory per response is one chunk in flight ([`CHUNK`]) whatever the
+//! file size: each chunk is read on a blocking thread, handed to hyper,
+//! and the next is read when hyper asks for it.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::artifact::ServedFile;
+
+/// Bytes read per step.
+pub const CHUNK: usize = 256 * 1024;
+
+/// A byte range, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    Whole,
+    Partial(ByteRange),
+    Unsatisfiable,
+}
+
+/// Parses `Range` (RFC 9110 §14.1.2) for a file of `size` bytes.
+pub fn parse_range(value: &str, size: u64) -> RangeRequest {
+    let Some((unit, spec)) = value.split_once('=') else {
+        return RangeRequest::Whole;
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return RangeRequest::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Whole;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match (first.trim(), last.trim()) {
+        ("", suffix) if digits(suffix) => {
+            let Ok(n) = suffix.parse::<u64>() else {
+                return RangeRequest::Whole;
+            };
+            if n == 0 || size == 0 {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial(ByteRange {
+                    start: size.saturating_sub(n),
+                    end: size - 1,
+                })
+            }
+        }
+        (start, end) if digits(start) && (end.is_empty() || digits(end)) => {
+            let Ok(start) = start.parse::<u64>() else {
+                return RangeRequest::Unsatisfiable;
+            };
+            let end = if end.is_empty() {
+                u64::MAX
+            } else {
+                match end.parse::<u64>() {
+                    Ok(e) if e >= start => e,
+                    Ok(_) => return RangeRequest::Whole,
+                    Err(_) => u64::MAX,
+                }
+            };
+            if start >= size {
+                RangeRequest::Unsatisfiable
+            } else {
+                RangeRequest::Partial(ByteRange {
+                    start,
+                    end: end.min(size - 1),
+                })
+            }
+        }
+        _ => RangeRequest::Whole,
+    }
+}
+
+/// The response for `method` on `served`, whose backing `file` is open.
+pub fn respond(method: &Method, headers: &HeaderMap, served: ServedFile, file: File) -> Response {
+    let size = served.size;
+    let etag = served.etag.clone();
+    let modified = httpdate::fmt_http_date(served.modified);
+    let mut out = HeaderMap::new();
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        out.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&modified) {
+        out.insert(header::LAST_MODIFIED, v);
+    }
+
+    let header_str = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if let Some(if_match) = header_str(header::IF_MATCH)
+        && !etag_list_matches(if_match, &etag, false)
+    {
+        return (StatusCode::PRECONDITION_FAILED, out).into_response();
+    }
+    let not_modified = match header_str(header::IF_NONE_MATCH) {
+        Some(list) => etag_list_matches(list, &etag, true),
+        None => header_str(header::IF_MODIFIED_SINCE)
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .is_some_and(|since| !newer_than(served.modified, since)),
+    };
+    if not_modified {
+        return (StatusCode::NOT_MODIFIED, out).into_response();
+    }
+
+    let mut range = match header_str(header::RANGE) {
+        Some(value) => parse_range(value, size),
+        None => RangeRequest::Whole,
+    };
+    if let Some(if_range) = header_str(header::IF_RANGE) {
+        let matches = if if_range.trim_start().starts_with('"') {
+            if_range.trim() == etag
+        } else {
+            httpdate::parse_http_date(if_range).is_ok_and(|d| !newer_than(served.modified, d))
+        };
+        if !matches {
+            range = RangeRequest::Whole;
+        }
+    }
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    let (status, start, len) = match range {
+        RangeRequest::Whole => (StatusCode::OK, 0, size),
+        RangeRequest::Partial(r) => {
+            let value = format!("bytes {}-{}/{size}", r.start, r.end);
+            out.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).expect("ascii"),
+            );
+            (StatusCode::PARTIAL_CONTENT, r.start, r.end - r.start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            out.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{size}")).expect("ascii"),
+            );
+            return (StatusCode::RANGE_NOT_SATISFIABLE, out).into_response();
+        }
+    };
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    let body = if method == Method::HEAD || len == 0 {
+        Body::empty()
+    } else {
+        stream_body(Reader {
+            file,
+            served: Arc::new(served),
+            pos: start,
+            end: start + len,
+            file_pos: None,
+        })
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = out;
+    response
+}
+
+/// `If-None-Match` / `If-Match` list against our etag (weak comparison
+/// for the former, strong for the latter; ours are strong).
+fn etag_list_matches(list: &str, etag: &str, weak: bool) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag || (weak && tag.strip_prefix("W/") == Some(etag)))
+}
+
+/// HTTP dates have second precision.
+fn newer_than(modified: SystemTime, since: SystemTime) -> bool {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    secs(modified) > secs(since)
+}
+
+/// Reads the artifact's bytes `pos..end` in chunks.
+struct Reader {
+    file: File,
+    served: Arc<ServedFile>,
+    pos: u64,
+    end: u64,
+    /// The OS file offset, if known (saves a seek per chunk).
+    file_pos: Option<u64>,
+}
+
+impl Reader {
+    fn next_chunk(&mut self) -> io::Result<Bytes> {
+        let (backing, in_segment) = self.served.locate(self.pos).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "range past the artifact")
+        })?;
+        let n = (CHUNK as u64).min(in_segment).min(self.end - self.pos) as usize;
+        let chunk = match backing {
+            None => Bytes::from(vec![0u8; n]),
+            Some(offset) => {
+                if self.file_pos != Some(offset) {
+                    self.file.seek(SeekFrom::Start(offset))?;
+                }
+                // read_to_end fills spare capacity without zeroing it first
+                let mut buf = Vec::with_capacity(n);
+                (&mut self.file).take(n as u64).read_to_end(&mut buf)?;
+                if buf.len() != n {
+                    self.file_pos = None;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} is shorter than its index says", self.served.origin),
+                    ));
+                }
+                self.file_pos = Some(offset + n as u64);
+                Bytes::from(buf)
+            }
+        };
+        self.pos += n as u64;
+        Ok(chunk)
+    }
+}
+
+fn stream_body(reader: Reader) -> Body {
+    let stream = futures_util::stream::try_unfold(reader, |mut reader| async move {
+        if reader.pos >= reader.end {
+            return Ok::<_, io::Error>(None);
+        }
+        let (reader, chunk) = tokio::task::spawn_blocking(move || {
+            let chunk = reader.next_chunk();
+            (reader, chunk)
+        })
+        .await
+        .map_err(io::Error::other)?;
+        let chunk = chunk.inspect_err(|e| {
+            tracing::error!("reading {} failed mid-response: {e}", reader.served.origin);
+        })?;
+        Ok(Some((chunk, reader)))
+    });
+    Body::from_stream(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial(start: u64, end: u64) -> RangeRequest {
+        RangeRequest::Partial(ByteRange { start, end })
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-99", 1000), partial(0, 99));
+        assert_eq!(parse_range("bytes=900-", 1000), partial(900, 999));
+        assert_eq!(parse_range("bytes=900-5000", 1000), partial(900, 999));
+        assert_eq!(parse_range("bytes=-100", 1000), partial(900, 999));
+        assert_eq!(parse_range("bytes=-5000", 1000), partial(0, 999));
+        assert_eq!(parse_range("BYTES = 1-1", 1000), partial(1, 1));
+        assert_eq!(
+            parse_range("bytes=1000-", 1000),
+            RangeRequest::Unsatisfiable
+        );
+        assert_eq!(parse_range("bytes=-0", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-", 0), RangeRequest::Unsatisfiable);
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes",
+            "bytes=-",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(parse_range(ignored, 1000), RangeRequest::Whole, "{ignored}");
+        }
+        assert_eq!(
+            parse_range("bytes=0-99999999999999999999999", 10),
+            partial(0, 9)
+        );
+    }
+}

@@ -1,0 +1,449 @@
+//! `ferry bundle inspect|verify|push`: reading and loading bundles.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use ferry_bundle::push::{OnExistingTag, PushOptions, Target};
+use ferry_bundle::{Bundle, BundleError, inspect, verify};
+use ferry_client::{Client, ClientOptions, Credentials, HostConfig, HostSecurity, ResumeStore};
+
+use crate::cli::GlobalArgs;
+use crate::exit::{ProblemFound, UserError};
+use crate::output::{human_bytes, print_json, state_dir};
+use crate::progress::Bars;
+
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// List what a bundle carries (instant: reads no blob).
+    Inspect(InspectArgs),
+    /// Check every digest and size in a bundle (and its signature).
+    Verify(VerifyArgs),
+    /// Push a bundle into an OCI registry, straight from the file.
+    Push(PushArgs),
+    /// Load a bundle into ferry's embedded registry store (no HTTP).
+    Import(ImportArgs),
+    /// Serve a bundle as a read-only registry, straight from the file.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    pub bundle: PathBuf,
+    /// Put every repository under this path prefix.
+    #[arg(long, default_value = "", value_name = "PREFIX")]
+    pub prefix: String,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    pub bundle: PathBuf,
+    /// Address and port to listen on.
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The bundle (a .ferry file, the first of its split parts, or a self-extracting file).
+    pub bundle: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub bundle: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    pub bundle: PathBuf,
+    /// The registry: HOST[:PORT][/PREFIX]. docker.io/library/nginx:1.27
+    /// lands at HOST/PREFIX/library/nginx:1.27.
+    #[arg(long, value_name = "REGISTRY")]
+    pub to: Target,
+    /// Blobs pushed at the same time.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// When a tag exists on the target with other content.
+    #[arg(long, value_enum, default_value_t = ExistingTag::Overwrite)]
+    pub on_existing_tag: ExistingTag,
+    /// Rewrite repository paths: `--map library=mirror/library` (first match wins).
+    #[arg(long = "map", value_name = "FROM=TO", value_parser = parse_map)]
+    pub map: Vec<(String, String)>,
+    /// Skip TLS verification, or talk plain HTTP if the registry has no TLS.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra CA certificate (PEM) to trust for the registry.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
+    /// Registry user (else from `podman login` / `docker login`).
+    #[arg(long, env = "FERRY_REGISTRY_USERNAME", requires = "password")]
+    pub username: Option<String>,
+    /// Registry password.
+    #[arg(
+        long,
+        env = "FERRY_REGISTRY_PASSWORD",
+        requires = "username",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Where to write the relocated Kubernetes manifests and the containerd
+    /// and k3s/RKE2 mirror configuration [default: ./<bundle name>-site].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExistingTag {
+    Skip,
+    Overwrite,
+    Fail,
+}
+
+fn parse_map(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(a, b)| {
+            (
+                a.trim_matches('/').to_string(),
+                b.trim_matches('/').to_string(),
+            )
+        })
+        .ok_or_else(|| format!("{s:?}: expected FROM=TO"))
+}
+
+pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BundleCommand::Inspect(args) => inspect_cmd(args).await,
+        BundleCommand::Verify(args) => verify_cmd(global, args).await,
+        BundleCommand::Push(args) => push_cmd(global, args).await,
+        BundleCommand::Import(args) => import_cmd(global, args).await,
+        BundleCommand::Serve(args) => serve_cmd(args).await,
+    }
+}
+
+/// Opens a bundle; damage and hostile content are the user's input problems.
+pub async fn open(path: PathBuf) -> anyhow::Result<Bundle> {
+    let shown = path.display().to_string();
+    tokio::task::spawn_blocking(move || Bundle::open(&path))
+        .await?
+        .map_err(|e| {
+            let hint = match &e {
+                BundleError::Truncated { .. } | BundleError::Incomplete { .. } => {
+                    Some("copy the bundle again; compare its size or sha256sum with the original")
+                }
+                BundleError::Container(ferry_bundle::container::ContainerError::MissingPart {
+                    ..
+                }) => Some("all parts must sit side by side under the same name"),
+                _ => None,
+            };
+            let error = UserError::new(e.to_string());
+            match hint {
+                Some(h) => error.with_hint(h).into(),
+                None => anyhow::Error::from(error).context(format!("cannot read {shown}")),
+            }
+        })
+}
+
+async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let bundle = open(args.bundle).await?;
+    let report = inspect::inspect(&bundle)
+        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+    if args.json {
+        print_json(&report)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("bundle   {}", report.bundle);
+    println!(
+        "made by  {}{}",
+        report.tool,
+        report
+            .created
+            .as_deref()
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default()
+    );
+    println!("signed   {}", if report.signed { "yes" } else { "no" });
+    if let Some(base) = &report.base {
+        println!("delta on {base} ({} blobs come from it)", report.base_blobs);
+    }
+    println!();
+    println!(
+        "{:<10} {:<48} {:<40} {:>10}  platforms",
+        "KIND", "SOURCE", "TARGET", "SIZE"
+    );
+    for e in &report.entries {
+        println!(
+            "{:<10} {:<48} {:<40} {:>10}  {}",
+            e.kind.as_str(),
+            e.source,
+            e.target,
+            human_bytes(e.bytes),
+            if e.platforms.is_empty() {
+                "-".to_string()
+            } else {
+                e.platforms.join(",")
+            }
+        );
+    }
+    println!();
+    let saved = report.bytes_without_dedup.saturating_sub(report.blob_bytes);
+    println!(
+        "{} entries, {} unique blobs, {} ({} saved by storing shared blobs once); file {}",
+        report.entries.len(),
+        report.blobs,
+        human_bytes(report.blob_bytes),
+        human_bytes(saved),
+        human_bytes(report.file_bytes)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let bundle = open(args.bundle).await?;
+    let quiet = global.quiet || args.json;
+    let report = tokio::task::spawn_blocking(move || {
+        let bars = Bars::new(quiet, "verify", None);
+        let report = verify::verify(&bundle, None, &bars);
+        bars.finish();
+        report
+    })
+    .await?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        for p in &report.problems {
+            println!("problem: {p}");
+        }
+        println!(
+            "{}: {} entries, {} blobs ({}) checked{}",
+            report.bundle,
+            report.entries,
+            report.blobs_checked,
+            human_bytes(report.bytes_checked),
+            if report.is_ok() { ", all good" } else { "" }
+        );
+    }
+    if report.is_ok() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(ProblemFound(format!(
+            "{} problem(s) in {}",
+            report.problems.len(),
+            report.bundle
+        ))
+        .into())
+    }
+}
+
+/// A registry client for `registry` with the user's TLS and credential choices.
+pub fn client_for(
+    registry: &str,
+    insecure: bool,
+    ca_files: &[PathBuf],
+    credentials: Option<(String, String)>,
+) -> anyhow::Result<Client> {
+    let host = HostConfig {
+        security: if insecure {
+            HostSecurity::InsecureSkipVerify
+        } else {
+            HostSecurity::Verified
+        },
+        ca_files: ca_files.to_vec(),
+        credentials: credentials.map(|(u, p)| Credentials::basic(u, p)),
+    };
+    let options = ClientOptions::from_environment().host(registry, host);
+    Client::new(options).context("cannot set up the registry client")
+}
+
+async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let bundle = Arc::new(open(args.bundle.clone()).await?);
+    let client = client_for(
+        &args.to.registry,
+        args.insecure,
+        &args.ca_file,
+        args.username.clone().zip(args.password.clone()),
+    )?;
+    let resume_dir = state_dir(global).join("push-resume");
+    let resume = ResumeStore::open(&resume_dir)
+        .with_context(|| format!("cannot use {} for resumable uploads", resume_dir.display()))?;
+    let options = PushOptions {
+        concurrency: args.concurrency.max(1),
+        on_existing_tag: match args.on_existing_tag {
+            ExistingTag::Skip => OnExistingTag::Skip,
+            ExistingTag::Overwrite => OnExistingTag::Overwrite,
+            ExistingTag::Fail => OnExistingTag::Fail,
+        },
+        repository_map: args.map.clone(),
+        resume: Some(resume),
+        ..PushOptions::default()
+    };
+    let bars = Arc::new(Bars::new(global.quiet || args.json, "push", None));
+    let result =
+        ferry_bundle::push::push(bundle.clone(), &client, &args.to, &options, bars.clone()).await;
+    bars.finish();
+    let report = result.map_err(|e| -> anyhow::Error {
+        use ferry_bundle::push::PushError as E;
+        match e {
+            E::Mapping(_) | E::BaseMissing { .. } | E::TagExists { .. } => {
+                UserError::new(e.to_string()).into()
+            }
+            E::BlobsFailed { .. } => ProblemFound(e.to_string()).into(),
+            other => anyhow::Error::from(other).context(format!("push to {} failed", args.to)),
+        }
+    })?;
+    let site_files = write_site_files(&bundle, &client, &args).await?;
+    if args.json {
+        print_json(&serde_json::json!({"push": report, "site_files": site_files}))?;
+    } else {
+        for t in &report.tags {
+            println!("{:<11} {}", t.outcome, t.reference);
+        }
+        println!(
+            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {} already there, {} mounted; {} manifests pushed, {} already there",
+            report.target,
+            report.seconds,
+            report.blobs_uploaded,
+            human_bytes(report.bytes_sent),
+            if report.blobs_resumed > 0 {
+                format!(", {} resumed", report.blobs_resumed)
+            } else {
+                String::new()
+            },
+            report.blobs_skipped,
+            report.blobs_mounted,
+            report.manifests_pushed,
+            report.manifests_skipped
+        );
+        if let Some(dir) = site_files.first().and_then(|f| f.parent()) {
+            println!(
+                "site files (relocated manifests, containerd hosts.toml, registries.yaml) under {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The relocated manifests and mirror configuration for what was pushed.
+async fn write_site_files(
+    bundle: &Bundle,
+    client: &Client,
+    args: &PushArgs,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let ping = client.ping(&args.to.registry).await.with_context(|| {
+        format!(
+            "cannot reach {} to record how the site reaches it",
+            args.to.registry
+        )
+    })?;
+    let access = ferry_bundle::relocate::Access {
+        skip_verify: args.insecure && ping.base_url.starts_with("https"),
+        base_url: ping.base_url,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .bundle
+            .file_stem()
+            .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}-site"))
+    });
+    let repository_of = |entry: &ferry_bundle::Entry| {
+        ferry_bundle::push::target_repository(entry, &args.to, &args.map)
+            .unwrap_or_else(|_| entry.repository.clone())
+    };
+    let files =
+        ferry_bundle::relocate::write_site_files(bundle, &args.to, &repository_of, &access, &out)
+            .with_context(|| format!("writing site files under {}", out.display()))?;
+    Ok(files)
+}
+
+async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    if !args.prefix.is_empty() && !ferry_oci::name::is_valid_repository(&args.prefix) {
+        return Err(UserError::new(format!(
+            "{:?} is not a valid repository prefix",
+            args.prefix
+        ))
+        .into());
+    }
+    let bundle = open(args.bundle).await?;
+    let store = crate::commands::registry::open_store(global)?;
+    let quiet = global.quiet || args.json;
+    let prefix = args.prefix.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let bars = Bars::new(quiet, "import", None);
+        let report = ferry_bundle::import::import(&bundle, &store, &prefix, &bars);
+        bars.finish();
+        report
+    })
+    .await?
+    .map_err(|e| UserError::new(e.to_string()))?;
+    if args.json {
+        print_json(&report)?;
+    } else {
+        for tag in &report.tags {
+            println!("imported {tag}");
+        }
+        println!(
+            "{} blobs imported ({}), {} already in the store, {} manifests",
+            report.blobs_imported,
+            human_bytes(report.bytes),
+            report.blobs_present,
+            report.manifests
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let bundle = Arc::new(open(args.bundle).await?);
+    let name = bundle.name().to_string();
+    let entries: Vec<String> = bundle
+        .manifest
+        .entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}:{}",
+                e.repository,
+                e.tag.as_deref().unwrap_or("(by digest)")
+            )
+        })
+        .collect();
+    let router = ferry_bundle::serve::router(bundle)
+        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            UserError::new(format!("cannot listen on {}: {e}", args.listen))
+                .with_hint("another process may hold the port; choose one with --listen")
+        })?;
+    let local = listener.local_addr()?;
+    println!("ferry registry on http://{local} (read-only, from {name})");
+    for e in entries {
+        println!("  {e}");
+    }
+    ferry_registry::server::serve(
+        listener,
+        router,
+        None,
+        crate::commands::serve::shutdown_signal(),
+        std::time::Duration::from_secs(30),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,102 @@
+//! `ferry hosts [--json]` and `ferry hosts reset MAC`: the netboot
+//! inventory under the state directory.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use ferry_netboot::{HostRecord, Inventory, MacAddr};
+
+use crate::cli::GlobalArgs;
+use crate::exit::UserError;
+use crate::output::{print_json, state_dir};
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    command: Option<HostsCommand>,
+    /// Print the inventory as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum HostsCommand {
+    /// Forget a host's progress: its next network boot installs it again
+    /// (and its config URL changes).
+    Reset {
+        /// The host's MAC address.
+        mac: String,
+    },
+}
+
+pub async fn run(global: &GlobalArgs, args: HostsArgs) -> anyhow::Result<ExitCode> {
+    let state = state_dir(global);
+    let inventory = tokio::task::spawn_blocking(move || Inventory::open(&state)).await??;
+    match args.command {
+        Some(HostsCommand::Reset { mac }) => {
+            let mac: MacAddr = mac.parse().map_err(|e| UserError::new(format!("{e}")))?;
+            let path = inventory.path().display().to_string();
+            if tokio::task::spawn_blocking(move || inventory.reset(mac)).await?? {
+                println!("{mac}: reset; its next network boot installs it again");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(UserError::new(format!("no host {mac} in {path}"))
+                    .with_hint("`ferry hosts` lists the hosts that have booted")
+                    .into())
+            }
+        }
+        None => {
+            let hosts = tokio::task::spawn_blocking(move || inventory.hosts()).await??;
+            if args.json {
+                let public: Vec<_> = hosts.iter().map(HostRecord::public).collect();
+                print_json(&public)?;
+            } else {
+                print_table(&hosts);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_table(hosts: &[HostRecord]) {
+    if hosts.is_empty() {
+        println!("no hosts have network-booted yet");
+        return;
+    }
+    let rows: Vec<[String; 6]> = hosts
+        .iter()
+        .map(|h| {
+            [
+                h.mac.to_string(),
+                h.state.as_str().to_string(),
+                h.profile.clone().unwrap_or_else(|| "-".into()),
+                h.ip.clone().unwrap_or_else(|| "-".into()),
+                h.last_seen.clone(),
+                h.message.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["MAC", "STATE", "PROFILE", "IP", "LAST SEEN", "MESSAGE"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i == 5 {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for row in &rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}
