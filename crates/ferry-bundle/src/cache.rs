@@ -47,6 +47,10 @@ pub struct ContentCache {
 impl ContentCache {
     /// Opens (creating it if needed) the cache at `dir`.
     pub fn open(dir: &Path) -> Result<ContentCache, CacheError> {
+        std::fs::create_dir_all(dir).map_err(|source| CacheError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let store = Store::open(dir, Limits::default())?;
         Ok(ContentCache {
             store,

@@ -156,10 +156,11 @@ pub struct Resolution {
 
 /// What [`Resolution::fetch`] did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FetchReport {
     pub blobs_fetched: usize,
     pub bytes_fetched: u64,
-    /// Blobs the cache had already.
+    /// Blobs the cache had already (or that were read from local files).
     pub blobs_cached: usize,
     pub bytes_cached: u64,
     /// Blobs left out because the base bundle carries them.
@@ -168,6 +169,7 @@ pub struct FetchReport {
 
 /// What [`create`] did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CreateReport {
     pub entries: usize,
     pub fetch: FetchReport,
@@ -736,7 +738,7 @@ impl Ctx<'_> {
                     source,
                 })?;
         let registry_err = |source| SourceError::Registry {
-            what: what.clone(),
+            what: format!("fetching manifest {}", reference.tag_or_digest()),
             source,
         };
         let cached = |digest: &Digest| -> Result<Option<RootManifest>, SourceError> {

@@ -645,9 +645,15 @@ impl Spec {
 
     /// Parses `text`; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
-        let spec: Spec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
+        let spec: Spec = serde_saphyr::from_str(text).map_err(|e| {
+            // The message starts "error: line N column M: ...", and its
+            // snippet calls the file `<input>`: name it.
+            let message = e.to_string();
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
+            SpecError::Parse {
+                path: path.to_path_buf(),
+                message: message.replace("<input>", &path.display().to_string()),
+            }
         })?;
         if spec.is_empty() {
             return Err(SpecError::Parse {
