@@ -325,7 +325,7 @@ fn print_summary(
         human_bytes(write.bytes_before_dedup.saturating_sub(write.blob_bytes))
     );
     println!(
-        "  downloaded {} blobs ({}); {} blobs ({}) were cached or local",
+        "  fetched {} blobs ({}); {} blobs ({}) needed no fetching (cached, or local files)",
         fetch.blobs_fetched,
         human_bytes(fetch.bytes_fetched),
         fetch.blobs_cached,
