@@ -8,8 +8,8 @@
 //! blob becomes visible), so anything found in the cache can be used
 //! without another look at the source. Writes stream: [`ContentCache::put`]
 //! and [`ContentCache::put_new`] read from a `Read` in 1 MiB pieces; async
-//! callers use [`ContentCache::put_stream`], which hands the bytes to a
-//! blocking thread through a bounded pipe.
+//! callers write into [`ContentCache::put_stream`]'s pipe, whose other end
+//! a blocking thread stores (the pipe holds at most 1 MiB).
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_oci::{Algorithm, Digest, Hasher};
 use ferry_store::{Limits, Store, StoreError};
-use tokio::io::{AsyncRead, DuplexStream};
+use tokio::io::DuplexStream;
 
 /// The repository the cache links every blob into (the store links blobs
 /// per repository; the cache has one).
@@ -182,30 +182,6 @@ impl ContentCache {
             writer,
             task,
             cancelled,
-        }
-    }
-
-    /// Copies an async reader into the cache; see [`ContentCache::put_stream`].
-    pub async fn put_async<R: AsyncRead + Unpin>(
-        &self,
-        reader: &mut R,
-        expected: Option<(Digest, Option<u64>)>,
-    ) -> Result<(Digest, u64), CacheError> {
-        let mut pipe = self.put_stream(expected);
-        match tokio::io::copy(reader, &mut pipe.writer).await {
-            Ok(_) => pipe.finish().await,
-            Err(source) => {
-                let stored = pipe.abort().await;
-                // A broken pipe means the writer thread failed first: its
-                // error says why.
-                match stored {
-                    Err(e) if source.kind() == io::ErrorKind::BrokenPipe => Err(e),
-                    _ => Err(CacheError::Io {
-                        path: "(source)".into(),
-                        source,
-                    }),
-                }
-            }
         }
     }
 

@@ -76,12 +76,6 @@ impl HttpSource {
         }
     }
 
-    /// Retries wait `delay`, doubling (tests shorten it).
-    pub fn with_retry_delay(mut self, delay: Duration) -> Self {
-        self.retry_delay = delay;
-        self
-    }
-
     fn host_key(url: &url::Url) -> String {
         let host = url.host_str().unwrap_or_default();
         match url.port() {
