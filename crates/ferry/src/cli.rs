@@ -43,7 +43,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run ferry's services: the embedded OCI registry.
+    /// Run ferry's services: the embedded OCI registry (and, with
+    /// --netboot, network boot).
     Serve(ServeArgs),
     /// Copy images from an OCI layout directory into a registry.
     Copy(CopyArgs),

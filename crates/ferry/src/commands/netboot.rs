@@ -76,7 +76,7 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
                 state_dir: state_dir(global),
                 store,
             };
-            ferry_netboot::serve(config, options, shutdown_signal())
+            ferry_netboot::serve(config, options, crate::commands::serve::shutdown_signal())
                 .await
                 .map_err(user_error)?;
             Ok(ExitCode::SUCCESS)
@@ -84,7 +84,7 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
+pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
     Config::load(path).map_err(|e| {
         let hint = match &e {
             ConfigError::Read { .. } => "give the configuration with -c FILE",
@@ -96,7 +96,7 @@ fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
 
 /// Configuration and artifact problems are the user's to fix (exit 2);
 /// sockets and I/O are not.
-fn user_error(e: ServeError) -> anyhow::Error {
+pub fn user_error(e: ServeError) -> anyhow::Error {
     match e {
         ServeError::Config(_) | ServeError::Artifact(_) | ServeError::Setup(_) => {
             UserError::new(e.to_string()).into()
@@ -124,23 +124,4 @@ fn open_store_if_needed(
 /// `check` must not touch the real inventory.
 fn tempfile_state() -> anyhow::Result<tempfile::TempDir> {
     Ok(tempfile::tempdir()?)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutting down");
 }

@@ -49,6 +49,11 @@ pub struct ServeArgs {
     /// Largest manifest accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     max_manifest_size: u64,
+    /// Also network-boot machines as this netboot.yaml says (ProxyDHCP,
+    /// TFTP, HTTP iPXE; see `ferry netboot serve`). Boot files can come
+    /// from this registry's store (`oci:` sources).
+    #[arg(long, value_name = "FILE")]
+    netboot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,16 +102,41 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     let _record = ServeRecord::write(&root, local, scheme)?;
     print_banner(&root, local, scheme, &args);
 
-    let router = Registry::new(store, auth).router();
-    ferry_registry::server::serve(
-        listener,
-        router,
-        tls,
-        shutdown_signal(),
-        Duration::from_secs(30),
-    )
-    .await
-    .context("the registry server failed")?;
+    let netboot_config = match &args.netboot {
+        Some(path) => Some(crate::commands::netboot::load(path)?),
+        None => None,
+    };
+    // One Ctrl-C / SIGTERM stops every service.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let registry = {
+        let router = Registry::new(store.clone(), auth).router();
+        let stopped = until_stopped(stopped.clone());
+        async move {
+            ferry_registry::server::serve(listener, router, tls, stopped, Duration::from_secs(30))
+                .await
+                .context("the registry server failed")
+        }
+    };
+    let netboot = async {
+        let Some(config) = netboot_config else {
+            return Ok(());
+        };
+        let options = ferry_netboot::ServeOptions {
+            state_dir: state.clone(),
+            store: Some(store.clone()),
+        };
+        ferry_netboot::serve(config, options, until_stopped(stopped.clone()))
+            .await
+            .map_err(crate::commands::netboot::user_error)
+    };
+    tokio::try_join!(registry, netboot)?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -51,6 +51,10 @@ struct Site {
 
 impl Site {
     fn new(extra_config: &str) -> Site {
+        Self::with_source("{iso: kairos.iso}", extra_config)
+    }
+
+    fn with_source(source: &str, extra_config: &str) -> Site {
         let state = harness_state();
         let out = state.join("out");
         if !out.join("vmlinuz").exists() || !out.join("initrd.img").exists() {
@@ -89,7 +93,7 @@ vars:
   site: e2e
 profiles:
   kairos:
-    source: {{iso: kairos.iso}}
+    source: {source}
     cmdline: >-
       console=ttyS0 panic=5 BOOTIF={{{{ host.bootif }}}}
       config_url={{{{ config_url }}}} events_url={{{{ events_url }}}}
@@ -113,13 +117,23 @@ hosts:
     /// Runs harness-b.sh with ferry as the DHCP/TFTP/HTTP server. Returns
     /// (passed, harness output, ferry's log of this run).
     fn boot(&self, env: &[(&str, &str)]) -> (bool, String, String) {
+        self.boot_with(
+            &format!(
+                "netboot serve -c {}",
+                self.dir.path().join("netboot.yaml").display()
+            ),
+            env,
+        )
+    }
+
+    /// Like [`Site::boot`] with `ferry <command>` as the server.
+    fn boot_with(&self, command: &str, env: &[(&str, &str)]) -> (bool, String, String) {
         let log = self.dir.path().join(format!("ferry-{}.log", env.len()));
         let _ = std::fs::remove_file(&log);
         let hook = format!(
-            "ip netns exec $NS_SRV {} --state {} netboot serve -c {} >>{} 2>&1 &",
+            "ip netns exec $NS_SRV {} --state {} {command} >>{} 2>&1 &",
             ferry(),
             self.state().display(),
-            self.dir.path().join("netboot.yaml").display(),
             log.display()
         );
         let out = Command::new(harness_dir().join("harness-b.sh"))
@@ -286,4 +300,93 @@ fn full_dhcp_mode_hands_out_the_address_too() {
         leases.contains(MAC) && leases.contains("10.99.0.200"),
         "{leases}"
     );
+}
+
+/// The whole chain: boot files carried in a bundle as an OS artifact,
+/// `ferry bundle import`ed into the embedded registry, and served from
+/// there by `ferry serve --netboot` (registry and netboot in one process).
+#[test]
+fn serve_with_netboot_boots_from_a_bundle_imported_into_the_registry() {
+    use ferry_bundle::format::{Entry, EntryKind};
+    use ferry_oci::{Descriptor, Digest, media_type};
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let site = Site::with_source("{oci: os/kairos:v1}", "");
+    let out = harness_state().join("out");
+    let cache = ferry_store::Store::open(
+        site.dir.path().join("cache"),
+        ferry_store::Limits::default(),
+    )
+    .unwrap();
+    let put = |data: &[u8]| {
+        let d = Digest::sha256(data);
+        cache.put_blob("cache", &d, None, &mut &data[..]).unwrap();
+        d
+    };
+    let mut layers = Vec::new();
+    for (title, data) in [
+        ("boot/kernel", std::fs::read(out.join("vmlinuz")).unwrap()),
+        (
+            "boot/initrd",
+            std::fs::read(out.join("initrd.img")).unwrap(),
+        ),
+        ("rootfs.squashfs", vec![7u8; 1 << 20]),
+    ] {
+        let d = put(&data);
+        layers.push(serde_json::json!({
+            "mediaType": "application/octet-stream", "digest": d.to_string(), "size": data.len(),
+            "annotations": {media_type::ANNOTATION_TITLE: title},
+        }));
+    }
+    let empty = put(b"{}");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": "application/vnd.ferry.os.v1",
+        "config": {"mediaType": media_type::OCI_EMPTY, "digest": empty.to_string(), "size": 2},
+        "layers": layers,
+    }))
+    .unwrap();
+    let m = put(&manifest);
+    let bundle = site.dir.path().join("os.ferry");
+    let plan = ferry_bundle::writer::Plan {
+        entries: vec![Entry {
+            kind: EntryKind::OsImage,
+            source: "registry.example/os/kairos:v1".into(),
+            repository: "os/kairos".into(),
+            tag: Some("v1".into()),
+            descriptor: Descriptor::new(media_type::OCI_MANIFEST, m, manifest.len() as u64),
+            platforms: vec![],
+        }],
+        spec: serde_json::json!({}),
+        created: None,
+        base: None,
+    };
+    ferry_bundle::writer::write_bundle(
+        &plan,
+        &cache,
+        &bundle,
+        &Default::default(),
+        &ferry_oci::progress::NoProgress,
+    )
+    .unwrap();
+    let imported = Command::new(ferry())
+        .arg("--state")
+        .arg(site.state())
+        .args(["bundle", "import"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{}", text(&imported));
+
+    let serve = format!(
+        "serve --listen 10.99.0.2:5000 --netboot {}",
+        site.dir.path().join("netboot.yaml").display()
+    );
+    let (ok, output, log) = site.boot_with(&serve, &[("MODES", "proxy")]);
+    assert!(ok, "boot failed:\n{output}\n--- ferry:\n{log}");
+    assert!(
+        log.contains("ferry registry on http://10.99.0.2:5000"),
+        "{log}"
+    );
+    assert_provisioned(&site, &output, &log);
 }
