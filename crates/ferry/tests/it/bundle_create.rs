@@ -195,3 +195,84 @@ fn bad_specs_and_unreachable_sources_exit_2_with_what_to_do() {
     let out = run(create(dir).args(["-f", "gone.yaml", "-o", "x.ferry", "--split", "4X"]));
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A registry with a private CA and a password (`ferry serve --tls auto
+/// --htpasswd`): reached with the spec's `hosts` (ca_file, username,
+/// password_env), and refused with a clear message without them.
+#[test]
+fn private_ca_and_credentials_from_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let htpasswd = ok(Command::new("htpasswd").args(["-Bbn", "site", "s3cret"]));
+    std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+    let server = Server::start(
+        &dir.join("server-state"),
+        &[
+            "--tls",
+            "auto",
+            "--htpasswd",
+            dir.join("htpasswd").to_str().unwrap(),
+        ],
+    );
+    let ca = server
+        .banner
+        .lines()
+        .find_map(|l| l.strip_prefix("created a site CA: "))
+        .expect("ferry serve --tls auto names its CA")
+        .to_string();
+    standard(&dir.join("src"));
+    ok(Command::new("skopeo")
+        .env("XDG_RUNTIME_DIR", dir)
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "site:s3cret",
+        ])
+        .arg(format!("oci:{}:many", dir.join("src").display()))
+        .arg(format!("docker://{}/team/many:v1", server.addr)));
+    let spec = |hosts: &str| {
+        format!(
+            "hosts:\n  \"{}\":\n{hosts}images:\n  - {}/team/many:v1\n",
+            server.addr, server.addr
+        )
+    };
+    let full =
+        format!("    ca_file: {ca}\n    username: site\n    password_env: REGISTRY_PASSWORD\n");
+    std::fs::write(dir.join("ferry.yaml"), spec(&full)).unwrap();
+    let summary = ok(create(dir)
+        .env("REGISTRY_PASSWORD", "s3cret")
+        .args(["-o", "site.ferry"]));
+    assert!(summary.contains("1 entries: 1 image"), "{summary}");
+
+    let out = run(create(dir)
+        .env_remove("REGISTRY_PASSWORD")
+        .args(["-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("REGISTRY_PASSWORD (password_env) is not set"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        spec("    username: site\n    password_env: REGISTRY_PASSWORD\n"),
+    )
+    .unwrap();
+    let out = run(create(dir)
+        .env("REGISTRY_PASSWORD", "s3cret")
+        .args(["-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+
+    std::fs::write(dir.join("ferry.yaml"), spec(&full)).unwrap();
+    let out = run(create(dir)
+        .env("REGISTRY_PASSWORD", "wrong")
+        .args(["-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+}
