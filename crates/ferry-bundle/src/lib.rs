@@ -10,8 +10,14 @@
 //! - [`reader`]: [`reader::Bundle::open`] walks the tar headers once,
 //!   refuses unsafe members and incomplete bundles, and serves blobs in
 //!   place by offset.
+//! - [`spec`]: `ferry.yaml`, what a bundle should carry; [`create`] turns
+//!   it into entries whose content is in the [`cache`] (a
+//!   [`ferry_store::Store`] every source streams into, verified), reading
+//!   registries, layouts, archives, chart repositories and URLs through
+//!   [`sources`]; then [`writer`] writes the bundle deterministically from
+//!   the cache, signed by [`sign`] (minisign format) if asked.
 //! - [`writer`]: deterministic output from entries whose content is in
-//!   the local cache (a [`ferry_store::Store`]).
+//!   the local cache.
 //! - [`graph`]: which blobs an entry needs.
 //! - [`inspect`] and [`verify`]: what a bundle carries, and whether every
 //!   byte of it is what it claims.
@@ -20,7 +26,9 @@
 //!   read-only registry straight from the file; [`relocate`]: the site's
 //!   Kubernetes manifests and mirror configuration after a push.
 
+pub mod cache;
 pub mod container;
+pub mod create;
 pub mod format;
 pub mod graph;
 pub mod import;
@@ -30,6 +38,9 @@ pub mod push;
 pub mod reader;
 pub mod relocate;
 pub mod serve;
+pub mod sign;
+pub mod sources;
+pub mod spec;
 pub mod verify;
 pub mod writer;
 

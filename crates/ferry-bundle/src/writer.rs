@@ -9,7 +9,7 @@
 //! when complete: parts are written under temporary names, fsynced, and
 //! renamed at the end.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -51,12 +51,13 @@ pub struct Plan {
     pub spec: serde_json::Value,
     /// Seconds since the epoch to record as the creation time (and tar mtimes).
     pub created: Option<i64>,
-    /// For a delta: the base bundle and the blobs it already carries.
-    pub base: Option<(BaseBundle, HashSet<Digest>)>,
+    /// For a delta: the base bundle and the blobs it already carries,
+    /// with their sizes (so that they need not be in the cache).
+    pub base: Option<(BaseBundle, HashMap<Digest, u64>)>,
 }
 
 /// Signs the bytes of `ferry/bundle.json`, returning the signature file.
-pub type Signer = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String>>;
+pub type Signer = Box<dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync>;
 
 /// How to write it.
 #[derive(Default)]
@@ -118,24 +119,24 @@ pub fn write_bundle(
     let mut all = BTreeSet::new();
     let mut manifests = HashSet::new();
     let mut bytes_before_dedup = 0;
+    let base_digests = plan.base.as_ref().map(|(_, d)| d);
     for entry in &plan.entries {
         let graph = graph::walk(&CacheManifests(cache), &entry.descriptor)?;
         manifests.extend(graph.manifests.iter().map(|(d, _)| d.digest.clone()));
         let digests = graph.digests();
         for digest in &digests {
-            bytes_before_dedup += blob_size(cache, digest)?;
+            bytes_before_dedup += blob_size(cache, base_digests, digest)?;
         }
         all.extend(digests);
     }
-    let base_digests = plan.base.as_ref().map(|(_, d)| d);
     let mut blobs = Vec::new();
     let mut base_blobs = Vec::new();
     for digest in all {
         let record = BlobRecord {
-            size: blob_size(cache, &digest)?,
+            size: blob_size(cache, base_digests, &digest)?,
             digest,
         };
-        let in_base = base_digests.is_some_and(|b| b.contains(&record.digest));
+        let in_base = base_digests.is_some_and(|b| b.contains_key(&record.digest));
         if in_base && !manifests.contains(&record.digest) {
             base_blobs.push(record);
         } else {
@@ -239,9 +240,17 @@ pub fn write_bundle(
     })
 }
 
-fn blob_size(cache: &Store, digest: &Digest) -> Result<u64, WriteError> {
-    cache
-        .blob_size(digest)?
+/// A blob's size: from the cache, else (a blob only the base bundle
+/// carries, which a delta does not fetch) from the base's record.
+fn blob_size(
+    cache: &Store,
+    base: Option<&HashMap<Digest, u64>>,
+    digest: &Digest,
+) -> Result<u64, WriteError> {
+    if let Some(size) = cache.blob_size(digest)? {
+        return Ok(size);
+    }
+    base.and_then(|b| b.get(digest).copied())
         .ok_or_else(|| WriteError::MissingBlob(digest.clone()))
 }
 

@@ -1,8 +1,17 @@
-//! Bundle format tests on real files: write from a content cache, read
-//! back, and refuse damaged or hostile bundles.
+//! ferry-bundle's tests against real peers: the bundle format on real
+//! files, the spec file, and creation from every kind of source (ferry's
+//! registry and an HTTP server on loopback, layouts and archives made by
+//! skopeo, charts built with tar + flate2), read back by skopeo and
+//! checked by minisign.
 
+mod artifacts;
+mod bundle;
 mod format;
+mod local;
 mod push;
+mod registry;
+mod spec;
+mod support;
 
 use ferry_bundle::format::{Entry, EntryKind};
 use ferry_oci::{Descriptor, Digest, media_type};

@@ -253,7 +253,7 @@ async fn delta_bundle_needs_its_base_on_the_target() {
         .manifest
         .blobs
         .iter()
-        .map(|b| b.digest.clone())
+        .map(|b| (b.digest.clone(), b.size))
         .collect();
     let delta_out = dir.path().join("delta.ferry");
     let plan = Plan {

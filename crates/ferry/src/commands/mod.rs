@@ -1,6 +1,7 @@
 //! One module per command. [`run`] dispatches.
 
 pub mod bundle;
+pub mod bundle_create;
 pub mod copy;
 pub mod hosts;
 pub mod netboot;
@@ -19,5 +20,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
         Command::Netboot(cmd) => netboot::run(&cli.global, cmd).await,
         Command::Hosts(args) => hosts::run(&cli.global, args).await,
+        Command::BundleCreate(args) => bundle_create::run(&cli.global, args).await,
+        Command::BundleKeygen(args) => bundle_create::run_keygen(&cli.global, args).await,
     }
 }

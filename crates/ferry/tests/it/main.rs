@@ -2,6 +2,7 @@
 //! (skopeo, podman from Debian) and with real process crashes.
 
 mod bundle;
+mod bundle_create;
 mod cli;
 mod crash;
 mod images;

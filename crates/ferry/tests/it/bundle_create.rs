@@ -1,0 +1,278 @@
+//! `ferry bundle create` and `ferry bundle keygen` as users run them:
+//! from `ferry serve` filled with `ferry copy`, a local file and
+//! manifests; signed, checked by `ferry bundle verify --json` and
+//! `inspect`; made again without a download; bad specs and unreachable
+//! sources exit 2 with a message that says what to do.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::images::standard;
+use crate::{Server, ferry, ok, run};
+
+/// `ferry bundle create` (wired as a hidden top-level command until it
+/// joins `ferry bundle`; then this becomes `["bundle", "create"]`).
+const CREATE: &[&str] = &["bundle-create"];
+const KEYGEN: &[&str] = &["bundle-keygen"];
+
+fn create(dir: &Path) -> Command {
+    let mut c = ferry();
+    c.current_dir(dir)
+        .args(CREATE)
+        .args(["--state", "state"])
+        .env_remove("SOURCE_DATE_EPOCH");
+    c
+}
+
+#[test]
+fn create_sign_verify_and_create_again_without_downloading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start(&dir.join("server-state"), &[]);
+    standard(&dir.join("src"));
+    for name in ["multi", "many"] {
+        ok(ferry()
+            .args(["copy", "--insecure", "--state"])
+            .arg(dir.join("copy-state"))
+            .arg(format!("oci:{}:{name}", dir.join("src").display()))
+            .arg(format!("docker://{}/team/{name}:v1", server.addr)));
+    }
+    std::fs::write(dir.join("tool.bin"), crate::images::bytes(9, 200_000)).unwrap();
+    std::fs::create_dir(dir.join("k8s")).unwrap();
+    std::fs::write(
+        dir.join("k8s/app.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        format!(
+            "name: test-site\nimages:\n  - {a}/team/multi:v1\n  - ref: {a}/team/many:v1\n    repository: apps/many\nfiles:\n  - tool.bin\nmanifests:\n  - k8s\n",
+            a = server.addr
+        ),
+    )
+    .unwrap();
+    let keygen = ok(ferry().current_dir(dir).args(KEYGEN).args(["-o", "site"]));
+    assert!(
+        keygen.contains("site.key") && keygen.contains("key id"),
+        "{keygen}"
+    );
+    let again = run(ferry().current_dir(dir).args(KEYGEN).args(["-o", "site"]));
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "keygen never overwrites a key"
+    );
+
+    let summary = ok(create(dir).args([
+        "-o",
+        "site.ferry",
+        "--plain-http",
+        &server.addr,
+        "--sign",
+        "site.key",
+        "--platform",
+        "linux/arm64",
+        "--platform",
+        "linux/amd64",
+    ]));
+    assert!(summary.contains("wrote site.ferry"), "{summary}");
+    assert!(
+        summary.contains("4 entries: 1 file, 2 images, 1 manifests"),
+        "{summary}"
+    );
+    assert!(summary.contains("signed with key"), "{summary}");
+
+    let verify = ok(ferry()
+        .current_dir(dir)
+        .args(["bundle", "verify", "site.ferry", "--json"]));
+    let verify: serde_json::Value = serde_json::from_str(&verify).unwrap();
+    assert_eq!(verify["problems"], serde_json::json!([]), "{verify}");
+    let inspect = ok(ferry()
+        .current_dir(dir)
+        .args(["bundle", "inspect", "site.ferry"]));
+    assert!(inspect.contains("signed   yes"), "{inspect}");
+    assert!(inspect.contains("apps/many:v1"), "{inspect}");
+    assert!(inspect.contains("linux/amd64,linux/arm64/v8"), "{inspect}");
+
+    // Again, to another file, as JSON: nothing downloaded, same bytes.
+    let report = ok(create(dir).args([
+        "-o",
+        "again.ferry",
+        "--plain-http",
+        &server.addr,
+        "--sign",
+        "site.key",
+        "--platform",
+        "linux/arm64",
+        "--platform",
+        "linux/amd64",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["fetch"]["blobsFetched"], 0, "{report}");
+    assert_eq!(report["entries"], 4);
+    assert_eq!(
+        std::fs::read(dir.join("site.ferry")).unwrap(),
+        std::fs::read(dir.join("again.ferry")).unwrap()
+    );
+
+    // A creation time from SOURCE_DATE_EPOCH, and split parts.
+    ok(create(dir).env("SOURCE_DATE_EPOCH", "1700000000").args([
+        "-o",
+        "dated.ferry",
+        "--plain-http",
+        &server.addr,
+        "--split",
+        "1M",
+    ]));
+    assert!(dir.join("dated.ferry.000").exists() && dir.join("dated.ferry.001").exists());
+    let inspect = ok(ferry()
+        .current_dir(dir)
+        .args(["bundle", "inspect", "dated.ferry", "--json"]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["created"], "2023-11-14T22:13:20Z", "{inspect}");
+
+    // A self-extracting bundle runs on its own.
+    ok(create(dir).args([
+        "-o",
+        "site.run",
+        "--plain-http",
+        &server.addr,
+        "--self-extracting",
+    ]));
+    let listing = ok(Command::new("./site.run")
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .arg("inspect"));
+    assert!(listing.contains("team/multi:v1"), "{listing}");
+}
+
+#[test]
+fn bad_specs_and_unreachable_sources_exit_2_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(
+        dir.join("typo.yaml"),
+        "images:\n  - ref: nginx\n    platfroms: [linux/amd64]\n",
+    )
+    .unwrap();
+    let out = run(create(dir).args(["-f", "typo.yaml", "-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("typo.yaml: line 3 column 5: unknown field `platfroms`"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.join("gone.yaml"),
+        "images:\n  - 127.0.0.1:1/team/app:1\n",
+    )
+    .unwrap();
+    let out = run(create(dir).args([
+        "-f",
+        "gone.yaml",
+        "-o",
+        "x.ferry",
+        "--plain-http",
+        "127.0.0.1:1",
+    ]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("images[0] (127.0.0.1:1/team/app:1)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Connection refused"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+    assert!(!dir.join("x.ferry").exists());
+
+    let out = run(create(dir).args(["-f", "gone.yaml", "-o", "x.ferry", "--sign", "nope.key"]));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ferry bundle keygen"));
+    let out = run(create(dir).args(["-f", "gone.yaml", "-o", "x.ferry", "--split", "4X"]));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// A registry with a private CA and a password (`ferry serve --tls auto
+/// --htpasswd`): reached with the spec's `hosts` (ca_file, username,
+/// password_env), and refused with a clear message without them.
+#[test]
+fn private_ca_and_credentials_from_the_spec() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let htpasswd = ok(Command::new("htpasswd").args(["-Bbn", "site", "s3cret"]));
+    std::fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+    let server = Server::start(
+        &dir.join("server-state"),
+        &[
+            "--tls",
+            "auto",
+            "--htpasswd",
+            dir.join("htpasswd").to_str().unwrap(),
+        ],
+    );
+    let ca = server
+        .banner
+        .lines()
+        .find_map(|l| l.strip_prefix("created a site CA: "))
+        .expect("ferry serve --tls auto names its CA")
+        .to_string();
+    standard(&dir.join("src"));
+    ok(Command::new("skopeo")
+        .env("XDG_RUNTIME_DIR", dir)
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "site:s3cret",
+        ])
+        .arg(format!("oci:{}:many", dir.join("src").display()))
+        .arg(format!("docker://{}/team/many:v1", server.addr)));
+    let spec = |hosts: &str| {
+        format!(
+            "hosts:\n  \"{}\":\n{hosts}images:\n  - {}/team/many:v1\n",
+            server.addr, server.addr
+        )
+    };
+    let full =
+        format!("    ca_file: {ca}\n    username: site\n    password_env: REGISTRY_PASSWORD\n");
+    std::fs::write(dir.join("ferry.yaml"), spec(&full)).unwrap();
+    let summary = ok(create(dir)
+        .env("REGISTRY_PASSWORD", "s3cret")
+        .args(["-o", "site.ferry"]));
+    assert!(summary.contains("1 entries: 1 image"), "{summary}");
+
+    let out = run(create(dir)
+        .env_remove("REGISTRY_PASSWORD")
+        .args(["-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("REGISTRY_PASSWORD (password_env) is not set"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        spec("    username: site\n    password_env: REGISTRY_PASSWORD\n"),
+    )
+    .unwrap();
+    let out = run(create(dir)
+        .env("REGISTRY_PASSWORD", "s3cret")
+        .args(["-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+    assert!(stderr.contains("hint:"), "{stderr}");
+
+    std::fs::write(dir.join("ferry.yaml"), spec(&full)).unwrap();
+    let out = run(create(dir)
+        .env("REGISTRY_PASSWORD", "wrong")
+        .args(["-o", "x.ferry"]));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "{stderr}");
+}
