@@ -59,10 +59,4 @@ pub enum Command {
     Netboot(crate::commands::netboot::NetbootCommand),
     /// Provisioning state of each network-booted host.
     Hosts(crate::commands::hosts::HostsArgs),
-    // Temporary wiring of `bundle create` / `bundle keygen` until they join
-    // `BundleCommand`; hidden from --help.
-    #[command(name = "bundle-create", hide = true)]
-    BundleCreate(crate::commands::bundle_create::BundleCreateArgs),
-    #[command(name = "bundle-keygen", hide = true)]
-    BundleKeygen(crate::commands::bundle_create::KeygenArgs),
 }

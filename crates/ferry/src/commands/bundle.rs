@@ -18,6 +18,10 @@ use crate::progress::Bars;
 
 #[derive(Debug, Subcommand)]
 pub enum BundleCommand {
+    /// Make a bundle from a spec file (ferry.yaml).
+    Create(super::bundle_create::BundleCreateArgs),
+    /// Make a minisign key pair for signing bundles.
+    Keygen(super::bundle_create::KeygenArgs),
     /// List what a bundle carries (instant: reads no blob).
     Inspect(InspectArgs),
     /// Check every digest and size in a bundle (and its signature).
@@ -61,6 +65,10 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     pub bundle: PathBuf,
+    /// Also check the bundle's minisign signature against this public key
+    /// (a .pub file or the `RW...` key text); an unsigned bundle then fails.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +77,10 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct PushArgs {
     pub bundle: PathBuf,
+    /// Refuse to push unless the bundle is signed by this minisign public
+    /// key (a .pub file or the `RW...` key text); checked before any byte is sent.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<String>,
     /// The registry: HOST[:PORT][/PREFIX]. docker.io/library/nginx:1.27
     /// lands at HOST/PREFIX/library/nginx:1.27.
     #[arg(long, value_name = "REGISTRY")]
@@ -128,6 +140,8 @@ fn parse_map(s: &str) -> Result<(String, String), String> {
 
 pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<ExitCode> {
     match command {
+        BundleCommand::Create(args) => super::bundle_create::run(global, args).await,
+        BundleCommand::Keygen(args) => super::bundle_create::run_keygen(global, args).await,
         BundleCommand::Inspect(args) => inspect_cmd(args).await,
         BundleCommand::Verify(args) => verify_cmd(global, args).await,
         BundleCommand::Push(args) => push_cmd(global, args).await,
@@ -216,9 +230,17 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
 async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let bundle = open(args.bundle).await?;
     let quiet = global.quiet || args.json;
+    let key = args.key.clone();
     let report = tokio::task::spawn_blocking(move || {
         let bars = Bars::new(quiet, "verify", None);
-        let report = verify::verify(&bundle, None, &bars);
+        let check = |manifest: &[u8], signature: &[u8]| {
+            signature_check(key.as_deref().unwrap_or_default(), manifest, signature)
+        };
+        let report = verify::verify(
+            &bundle,
+            key.as_ref().map(|_| &check as verify::SignatureCheck<'_>),
+            &bars,
+        );
         bars.finish();
         report
     })
@@ -228,6 +250,9 @@ async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<Exi
     } else {
         for p in &report.problems {
             println!("problem: {p}");
+        }
+        if let Some(signature) = &report.signature {
+            println!("signature: {signature}");
         }
         println!(
             "{}: {} entries, {} blobs ({}) checked{}",
@@ -270,8 +295,26 @@ pub fn client_for(
     Client::new(options).context("cannot set up the registry client")
 }
 
+/// Checks `signature` over `ferry/bundle.json` with minisign public key `key`.
+fn signature_check(key: &str, manifest: &[u8], signature: &[u8]) -> Result<String, String> {
+    ferry_bundle::sign::verify_signature(key, manifest, signature)
+        .map(|v| format!("signed by key {} ({})", v.key_id, v.trusted_comment))
+        .map_err(|e| e.to_string())
+}
+
 async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCode> {
     let bundle = Arc::new(open(args.bundle.clone()).await?);
+    if let Some(key) = &args.key {
+        // Before anything is sent: a bad signature stops the push here.
+        let signer = match &bundle.signature {
+            None => Err("the bundle is not signed".to_string()),
+            Some(sig) => signature_check(key, &bundle.manifest_bytes, sig),
+        }
+        .map_err(|why| ProblemFound(format!("{}: {why}; nothing was pushed", bundle.name())))?;
+        if !args.json {
+            println!("{}: {signer}", bundle.name());
+        }
+    }
     let client = client_for(
         &args.to.registry,
         args.insecure,

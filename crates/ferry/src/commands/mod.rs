@@ -20,7 +20,5 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
         Command::Netboot(cmd) => netboot::run(&cli.global, cmd).await,
         Command::Hosts(args) => hosts::run(&cli.global, args).await,
-        Command::BundleCreate(args) => bundle_create::run(&cli.global, args).await,
-        Command::BundleKeygen(args) => bundle_create::run_keygen(&cli.global, args).await,
     }
 }

@@ -12,8 +12,8 @@ use crate::{Server, ferry, ok, run};
 
 /// `ferry bundle create` (wired as a hidden top-level command until it
 /// joins `ferry bundle`; then this becomes `["bundle", "create"]`).
-const CREATE: &[&str] = &["bundle-create"];
-const KEYGEN: &[&str] = &["bundle-keygen"];
+const CREATE: &[&str] = &["bundle", "create"];
+const KEYGEN: &[&str] = &["bundle", "keygen"];
 
 fn create(dir: &Path) -> Command {
     let mut c = ferry();
@@ -94,6 +94,88 @@ fn create_sign_verify_and_create_again_without_downloading() {
     assert!(inspect.contains("signed   yes"), "{inspect}");
     assert!(inspect.contains("apps/many:v1"), "{inspect}");
     assert!(inspect.contains("linux/amd64,linux/arm64/v8"), "{inspect}");
+
+    // Signatures: the right key passes; a bundle whose index was changed
+    // and re-signed with another key is refused before anything is sent.
+    ok(ferry()
+        .current_dir(dir)
+        .args(["bundle", "verify", "site.ferry", "--key", "site.pub"]));
+    ok(ferry()
+        .current_dir(dir)
+        .args(KEYGEN)
+        .args(["-o", "mallory"]));
+    std::fs::write(
+        dir.join("tampered.yaml"),
+        format!(
+            "images:\n  - ref: {a}/team/multi:v1\n    repository: apps/many\n    tag: v1\n",
+            a = server.addr
+        ),
+    )
+    .unwrap();
+    ok(ferry().current_dir(dir).args(CREATE).args([
+        "--state",
+        "state",
+        "-f",
+        "tampered.yaml",
+        "-o",
+        "tampered.ferry",
+        "--plain-http",
+        &server.addr,
+        "--sign",
+        "mallory.key",
+    ]));
+    let out = run(ferry().current_dir(dir).args([
+        "bundle",
+        "verify",
+        "tampered.ferry",
+        "--key",
+        "site.pub",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let target = Server::start(&dir.join("target-state"), &[]);
+    let out = run(ferry().current_dir(dir).args([
+        "bundle",
+        "push",
+        "tampered.ferry",
+        "--insecure",
+        "--key",
+        "site.pub",
+        "--to",
+        &target.addr,
+        "--state",
+        "push-state",
+    ]));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was pushed"));
+    let store = ferry_store::Store::open(
+        target.state.join("registry"),
+        ferry_store::Limits::default(),
+    )
+    .unwrap();
+    assert!(store.repositories().unwrap().is_empty(), "not a byte sent");
+    let pushed = ok(ferry().current_dir(dir).args([
+        "bundle",
+        "push",
+        "site.ferry",
+        "--insecure",
+        "--key",
+        "site.pub",
+        "--to",
+        &target.addr,
+        "--state",
+        "push-state",
+    ]));
+    assert!(pushed.contains("signed by key"), "{pushed}");
 
     // Again, to another file, as JSON: nothing downloaded, same bytes.
     let report = ok(create(dir).args([
