@@ -419,20 +419,14 @@ impl Sink {
         }
         let mut files = Vec::new();
         let count = self.parts.len();
-        for (i, (tmp, writer)) in std::mem::take(&mut self.parts).into_iter().enumerate() {
-            let file = writer.into_inner().map_err(|e| WriteError::Io {
-                path: tmp.display().to_string(),
-                source: e.into_error(),
-            })?;
-            file.sync_all().map_err(io_err(&tmp))?;
-            if self.tar_offset.is_some() {
-                use std::os::unix::fs::PermissionsExt;
-                file.set_permissions(std::fs::Permissions::from_mode(0o755))
-                    .map_err(io_err(&tmp))?;
+        let parts = std::mem::take(&mut self.parts);
+        let temporary: Vec<PathBuf> = parts.iter().map(|(tmp, _)| tmp.clone()).collect();
+        let renamed = self.rename_into_place(parts, &mut files);
+        if let Err(e) = renamed {
+            for tmp in &temporary {
+                let _ = std::fs::remove_file(tmp);
             }
-            let final_name = self.final_name(i);
-            std::fs::rename(&tmp, &final_name).map_err(io_err(&final_name))?;
-            files.push(final_name);
+            return Err(e);
         }
         // Parts left over from an earlier, longer split of the same name
         // would be read as part of this bundle.
@@ -450,6 +444,42 @@ impl Sink {
                 .map_err(io_err(dir))?;
         }
         Ok(files)
+    }
+
+    fn rename_into_place(
+        &self,
+        parts: Vec<(PathBuf, BufWriter<File>)>,
+        files: &mut Vec<PathBuf>,
+    ) -> Result<(), WriteError> {
+        let io_err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| WriteError::Io { path, source }
+        };
+        for (i, (tmp, writer)) in parts.into_iter().enumerate() {
+            let file = writer.into_inner().map_err(|e| WriteError::Io {
+                path: tmp.display().to_string(),
+                source: e.into_error(),
+            })?;
+            file.sync_all().map_err(io_err(&tmp))?;
+            if self.tar_offset.is_some() {
+                use std::os::unix::fs::PermissionsExt;
+                file.set_permissions(std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_err(&tmp))?;
+            }
+            let final_name = self.final_name(i);
+            std::fs::rename(&tmp, &final_name).map_err(io_err(&final_name))?;
+            files.push(final_name);
+        }
+        Ok(())
+    }
+}
+
+/// A bundle that was not finished leaves no temporary part behind.
+impl Drop for Sink {
+    fn drop(&mut self) {
+        for (tmp, _) in &self.parts {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 

@@ -56,6 +56,11 @@ impl RegistryError {
                 StoreError::ManifestBlobUnknown(_) => (S::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
                 StoreError::ManifestTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
                 StoreError::NotAManifest(_) => (S::BAD_REQUEST, "MANIFEST_INVALID"),
+                StoreError::Io { source, .. }
+                    if source.kind() == std::io::ErrorKind::StorageFull =>
+                {
+                    (S::INSUFFICIENT_STORAGE, "UNKNOWN")
+                }
                 StoreError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             },
             RegistryError::DigestInvalid(_) => (S::BAD_REQUEST, "DIGEST_INVALID"),
@@ -83,7 +88,10 @@ impl RegistryError {
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let (status, code) = self.parts();
-        let message = if status.is_server_error() {
+        let message = if status == StatusCode::INSUFFICIENT_STORAGE {
+            tracing::error!(error = %self, "the disk is full");
+            "the registry's disk is full; nothing was stored".to_string()
+        } else if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
             "internal server error".to_string()
         } else {

@@ -5,6 +5,7 @@ mod bundle;
 mod bundle_create;
 mod cli;
 mod crash;
+mod disk_full;
 mod images;
 mod netboot;
 mod registry_clients;
