@@ -11,6 +11,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -27,6 +28,11 @@ const UPLOAD_QUEUE: usize = 8;
 /// Read size for blob downloads, and chunks in flight per download.
 const DOWNLOAD_CHUNK: usize = 256 * 1024;
 const DOWNLOAD_QUEUE: usize = 2;
+/// How long an upload body may send nothing before it is given up. A
+/// client that vanished without closing its connection (a cut cable, a
+/// killed VM) would otherwise hold its upload session busy for as long as
+/// TCP takes to notice, and its own retry could not resume.
+const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What to do with the upload once the body has been written.
 pub enum Finish {
@@ -89,15 +95,35 @@ pub async fn stream_into_upload(
 
     let mut body = body.into_data_stream();
     let mut body_error = None;
+    // One timer for the whole body, pushed back when it fires after data
+    // has arrived, rather than one timer per frame.
+    let idle = tokio::time::sleep(BODY_IDLE_TIMEOUT);
+    tokio::pin!(idle);
+    let mut last_data = tokio::time::Instant::now();
     loop {
-        match body.next().await {
+        let next = tokio::select! {
+            next = body.next() => next,
+            () = &mut idle => {
+                if last_data.elapsed() >= BODY_IDLE_TIMEOUT {
+                    body_error = Some(format!(
+                        "no data for {}s; the client is gone",
+                        BODY_IDLE_TIMEOUT.as_secs()
+                    ));
+                    break;
+                }
+                idle.as_mut().reset(last_data + BODY_IDLE_TIMEOUT);
+                continue;
+            }
+        };
+        match next {
             Some(Ok(bytes)) => {
+                last_data = tokio::time::Instant::now();
                 if tx.send(Frame::Data(bytes)).await.is_err() {
                     break; // the writer stopped; its error is below
                 }
             }
             Some(Err(e)) => {
-                body_error = Some(e);
+                body_error = Some(e.to_string());
                 break;
             }
             None => {

@@ -45,7 +45,11 @@ impl RegistryError {
                 StoreError::NameUnknown(_) => (S::NOT_FOUND, "NAME_UNKNOWN"),
                 StoreError::BlobUnknown(_) => (S::NOT_FOUND, "BLOB_UNKNOWN"),
                 StoreError::UploadUnknown(_) => (S::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
-                StoreError::UploadBusy(_) => (S::CONFLICT, "BLOB_UPLOAD_INVALID"),
+                // A retry will succeed once the other request ends (often
+                // the same client's request that died with its process), so
+                // say "try again" the way every client understands: 429 and
+                // Retry-After (distribution-spec code TOOMANYREQUESTS).
+                StoreError::UploadBusy(_) => (S::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
                 StoreError::UploadOutOfOrder { .. } => {
                     (S::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID")
                 }
@@ -118,6 +122,9 @@ impl IntoResponse for RegistryError {
                 if let Ok(v) = HeaderValue::from_str(location) {
                     headers.insert(header::LOCATION, v);
                 }
+            }
+            RegistryError::Store(StoreError::UploadBusy(_)) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

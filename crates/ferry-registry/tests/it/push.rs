@@ -382,3 +382,62 @@ async fn subject_header_and_referrers() {
     assert_eq!(none.status, StatusCode::OK);
     assert_eq!(none.json()["manifests"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn busy_upload_asks_the_second_writer_to_retry() {
+    let r = TestRegistry::new();
+    let location = start(&r, "repo").await;
+    // A PATCH whose client has gone quiet: its body is still open.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(b"held ".to_vec())).await.unwrap();
+    let body = Body::from_stream(tokio_stream_from(rx));
+    let held = {
+        let router = r.router.clone();
+        let location = location.clone();
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::patch(location).body(body).unwrap();
+            router.oneshot(req).await.unwrap().status()
+        })
+    };
+    // Wait until the first request holds the session.
+    let mut busy = None;
+    for _ in 0..200 {
+        let reply = r
+            .send(
+                Method::PATCH,
+                &location,
+                &[("content-range", "5-9")],
+                b"other".to_vec(),
+            )
+            .await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            busy = Some(reply);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let busy = busy.expect("the second writer was never refused");
+    assert_eq!(busy.code(), "TOOMANYREQUESTS");
+    assert_eq!(busy.header("retry-after"), Some("1"));
+    // The first request ends; the retry then resumes where it stopped.
+    drop(tx);
+    assert_eq!(held.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(r.get(&location).await.header("range"), Some("0-4"));
+    let reply = r
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", "5-9")],
+            b"other".to_vec(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+}
+
+/// The receiving half of a channel as a body stream.
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -9,6 +9,7 @@ mod disk_full;
 mod images;
 mod netboot;
 mod registry_clients;
+mod slow_link;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
