@@ -17,6 +17,14 @@
 //! 3. Manifests, children before the indexes that name them, exact bytes,
 //!    so digests (and multi-arch indexes) arrive intact; the tag last,
 //!    according to `--on-existing-tag`.
+//!
+//! Before all that, each entry's tag (or, untagged, its digest) is looked
+//! up on the target. An entry already there with the same digest is done:
+//! a registry refuses a manifest whose blobs or child manifests it lacks
+//! (distribution-spec `MANIFEST_BLOB_UNKNOWN`), so that one answer vouches
+//! for the whole tree, and a re-push of an unchanged bundle costs one
+//! request per entry instead of one per blob (skopeo sync takes the same
+//! shortcut). Its blobs still serve as mount sources for the other entries.
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -30,6 +38,7 @@ use ferry_client::{
 };
 use ferry_oci::progress::Progress;
 use ferry_oci::{Descriptor, Digest, name};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::format::Entry;
@@ -214,6 +223,19 @@ struct Planned<'a> {
     graph: Graph,
 }
 
+impl Planned<'_> {
+    /// `REGISTRY/REPOSITORY:TAG`, or `@DIGEST` for an untagged entry.
+    fn reference(&self, registry: &str) -> String {
+        match &self.entry.tag {
+            Some(tag) => format!("{registry}/{}:{tag}", self.repository),
+            None => format!(
+                "{registry}/{}@{}",
+                self.repository, self.entry.descriptor.digest
+            ),
+        }
+    }
+}
+
 /// The repository `entry` lands in on `target`.
 pub fn target_repository(
     entry: &Entry,
@@ -267,14 +289,28 @@ pub async fn push(
     let base_blobs = content.base_blobs();
     let from_base: HashSet<&Digest> = base_blobs.iter().collect();
     check_base(content.as_ref(), client, target, &planned, &from_base).await?;
+    let present = already_present(client, &target.registry, &planned, options.concurrency).await?;
     let cx = Context {
         content: &content,
         client,
         registry: &target.registry,
         options,
     };
-    push_all_blobs(&cx, &planned, &from_base, progress, &mut report).await?;
-    for plan in &planned {
+    push_all_blobs(&cx, &planned, &present, &from_base, progress, &mut report).await?;
+    for (plan, present) in planned.iter().zip(&present) {
+        if *present {
+            report.manifests_skipped += plan.graph.manifests.len();
+            report.tags.push(TagOutcome {
+                reference: plan.reference(&target.registry),
+                digest: plan.entry.descriptor.digest.clone(),
+                outcome: if plan.entry.tag.is_some() {
+                    "unchanged"
+                } else {
+                    "by-digest"
+                },
+            });
+            continue;
+        }
         push_manifests(
             client,
             &target.registry,
@@ -287,6 +323,36 @@ pub async fn push(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// For each planned entry: is its tag (or, untagged, its root digest)
+/// already on the target with the same digest?
+async fn already_present(
+    client: &Client,
+    registry: &str,
+    planned: &[Planned<'_>],
+    concurrency: usize,
+) -> Result<Vec<bool>, PushError> {
+    let lookups = planned.iter().map(|plan| async move {
+        let root = &plan.entry.descriptor.digest;
+        let repo = repository(client, registry, &plan.repository)?;
+        let reference = plan.entry.tag.clone().unwrap_or_else(|| root.to_string());
+        let found = repo
+            .head_manifest(&reference)
+            .await
+            .map_err(|source| PushError::Manifest {
+                repository: plan.repository.clone(),
+                digest: root.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(found.and_then(|m| m.digest).as_ref() == Some(root))
+    });
+    futures_util::stream::iter(lookups)
+        .buffered(concurrency.max(1))
+        .collect::<Vec<Result<bool, PushError>>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 async fn check_base(
@@ -366,6 +432,7 @@ struct Context<'a> {
 async fn push_all_blobs(
     cx: &Context<'_>,
     planned: &[Planned<'_>],
+    present: &[bool],
     from_base: &HashSet<&Digest>,
     progress: Arc<dyn Progress>,
     report: &mut PushReport,
@@ -377,10 +444,21 @@ async fn push_all_blobs(
         options,
     } = *cx;
     // The first repository that needs a blob uploads it; the others mount.
+    // Entries already on the target are homes from the start.
     let mut home: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut there: HashSet<(&str, &Digest)> = HashSet::new();
+    for (plan, _) in planned.iter().zip(present).filter(|(_, p)| **p) {
+        for blob in &plan.graph.blobs {
+            home.entry(blob.digest.clone())
+                .or_insert_with(|| plan.repository.clone());
+            if there.insert((&plan.repository, &blob.digest)) {
+                report.blobs_skipped += 1;
+            }
+        }
+    }
     let mut first_wave = Vec::new();
     let mut second_wave = Vec::new();
-    for plan in planned {
+    for (plan, _) in planned.iter().zip(present).filter(|(_, p)| !**p) {
         for blob in &plan.graph.blobs {
             if from_base.contains(&blob.digest) {
                 continue;
@@ -492,13 +570,13 @@ async fn push_manifests(
             .await
             .map_err(failed(root))?;
         report.tags.push(TagOutcome {
-            reference: format!("{registry}/{}@{root}", plan.repository),
+            reference: plan.reference(registry),
             digest: root.clone(),
             outcome: "by-digest",
         });
         return Ok(());
     };
-    let reference = format!("{registry}/{}:{tag}", plan.repository);
+    let reference = plan.reference(registry);
     let existing = repo.head_manifest(tag).await.map_err(failed(root))?;
     let outcome = match existing.map(|m| m.digest) {
         None => "created",

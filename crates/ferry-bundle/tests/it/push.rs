@@ -313,3 +313,51 @@ async fn delta_bundle_needs_its_base_on_the_target() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn an_entry_already_there_costs_one_lookup_and_lends_its_blobs_for_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = registry().await;
+    let target: Target = reg.host.parse().unwrap();
+    let first = bundle_of(&dir.path().join("a"), &[5]);
+    push(
+        first.clone(),
+        &client(&reg.host),
+        &target,
+        &PushOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    // The same image again, plus a copy of it bound for another repository.
+    let second_dir = dir.path().join("b");
+    let (cache, entry) = cache_with_image(&second_dir, 5);
+    let mut copy = entry.clone();
+    copy.repository = format!("{}-copy", entry.repository);
+    let out = second_dir.join("second.ferry");
+    let plan = Plan {
+        entries: vec![entry, copy],
+        spec: serde_json::json!({}),
+        created: None,
+        base: None,
+    };
+    write_bundle(&plan, &cache, &out, &WriteOptions::default(), &NoProgress).unwrap();
+    let second = Arc::new(Bundle::open(&out).unwrap());
+    let report = push(
+        second,
+        &client(&reg.host),
+        &target,
+        &PushOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    // The bundle's blobs less its one manifest: the config and the layer.
+    let blobs = first.manifest.blobs.len() - 1;
+    assert_eq!(report.bytes_sent, 0, "{report:?}");
+    assert_eq!(report.blobs_uploaded, 0, "{report:?}");
+    assert_eq!(report.blobs_skipped, blobs, "{report:?}");
+    assert_eq!(report.blobs_mounted, blobs, "{report:?}");
+    let outcomes: Vec<&str> = report.tags.iter().map(|t| t.outcome).collect();
+    assert_eq!(outcomes, ["unchanged", "created"]);
+}
