@@ -12,9 +12,9 @@
 //!   ranges or a malformed header are ignored (200, whole file), which
 //!   §14.2 allows; `If-Range` that does not match also means 200 (§13.1.5).
 //!
-//! Memory per response is one chunk in flight ([`CHUNK`]) whatever the
-//! file size: each chunk is read on a blocking thread, handed to hyper,
-//! and the next is read when hyper asks for it.
+//! Memory per response is a few chunks in flight ([`CHUNK`] each, at most
+//! [`READ_AHEAD`] queued) whatever the file size: a blocking thread reads
+//! ahead of the socket, and waits when hyper has not taken the last ones.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -245,23 +245,26 @@ impl Reader {
     }
 }
 
-fn stream_body(reader: Reader) -> Body {
-    let stream = futures_util::stream::try_unfold(reader, |mut reader| async move {
-        if reader.pos >= reader.end {
-            return Ok::<_, io::Error>(None);
+/// Chunks read ahead of the socket per response: reading the next chunk
+/// overlaps with sending this one, and memory stays bounded.
+const READ_AHEAD: usize = 2;
+
+/// A body fed by one blocking thread per response that reads ahead of hyper
+/// through a bounded channel (one thread hop per response, not per chunk).
+fn stream_body(mut reader: Reader) -> Body {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(READ_AHEAD);
+    tokio::task::spawn_blocking(move || {
+        while reader.pos < reader.end {
+            let chunk = reader.next_chunk().inspect_err(|e| {
+                tracing::error!("reading {} failed mid-response: {e}", reader.served.origin);
+            });
+            let failed = chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || failed {
+                return; // the client went away, or the read failed
+            }
         }
-        let (reader, chunk) = tokio::task::spawn_blocking(move || {
-            let chunk = reader.next_chunk();
-            (reader, chunk)
-        })
-        .await
-        .map_err(io::Error::other)?;
-        let chunk = chunk.inspect_err(|e| {
-            tracing::error!("reading {} failed mid-response: {e}", reader.served.origin);
-        })?;
-        Ok(Some((chunk, reader)))
     });
-    Body::from_stream(stream)
+    Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
 }
 
 #[cfg(test)]
