@@ -33,8 +33,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ferry_client::{
-    BlobPush, BlobSource, Client, ClientError, PushOptions as BlobOptions, PushOutcome,
-    ResumeStore, push_blobs,
+    BlobPush, BlobSource, Client, ClientError, ManifestInfo, PushOptions as BlobOptions,
+    PushOutcome, ResumeStore, push_blobs,
 };
 use ferry_oci::progress::Progress;
 use ferry_oci::{Descriptor, Digest, name};
@@ -224,6 +224,17 @@ struct Planned<'a> {
 }
 
 impl Planned<'_> {
+    /// Whether `found` (the target's answer at this entry's tag, or at its
+    /// root digest when untagged) means the entry is there already.
+    fn is_on_target(&self, found: Option<&ManifestInfo>) -> bool {
+        match (&self.entry.tag, found) {
+            (_, None) => false,
+            // Found by its own digest.
+            (None, Some(_)) => true,
+            (Some(_), Some(info)) => info.digest.as_ref() == Some(&self.entry.descriptor.digest),
+        }
+    }
+
     /// `REGISTRY/REPOSITORY:TAG`, or `@DIGEST` for an untagged entry.
     fn reference(&self, registry: &str) -> String {
         match &self.entry.tag {
@@ -289,7 +300,12 @@ pub async fn push(
     let base_blobs = content.base_blobs();
     let from_base: HashSet<&Digest> = base_blobs.iter().collect();
     check_base(content.as_ref(), client, target, &planned, &from_base).await?;
-    let present = already_present(client, &target.registry, &planned, options.concurrency).await?;
+    let found = look_up_roots(client, &target.registry, &planned, options.concurrency).await?;
+    let present: Vec<bool> = planned
+        .iter()
+        .zip(&found)
+        .map(|(plan, found)| plan.is_on_target(found.as_ref()))
+        .collect();
     let cx = Context {
         content: &content,
         client,
@@ -297,7 +313,7 @@ pub async fn push(
         options,
     };
     push_all_blobs(&cx, &planned, &present, &from_base, progress, &mut report).await?;
-    for (plan, present) in planned.iter().zip(&present) {
+    for ((plan, present), found) in planned.iter().zip(&present).zip(&found) {
         if *present {
             report.manifests_skipped += plan.graph.manifests.len();
             report.tags.push(TagOutcome {
@@ -315,6 +331,7 @@ pub async fn push(
             client,
             &target.registry,
             plan,
+            found.as_ref(),
             &from_base,
             options,
             &mut report,
@@ -325,31 +342,30 @@ pub async fn push(
     Ok(report)
 }
 
-/// For each planned entry: is its tag (or, untagged, its root digest)
-/// already on the target with the same digest?
-async fn already_present(
+/// For each planned entry, what the target holds at its tag (or, untagged,
+/// at its root digest) before anything is pushed. Looked up once: it decides
+/// whether the entry is already there, and later what to do with the tag.
+async fn look_up_roots(
     client: &Client,
     registry: &str,
     planned: &[Planned<'_>],
     concurrency: usize,
-) -> Result<Vec<bool>, PushError> {
+) -> Result<Vec<Option<ManifestInfo>>, PushError> {
     let lookups = planned.iter().map(|plan| async move {
         let root = &plan.entry.descriptor.digest;
         let repo = repository(client, registry, &plan.repository)?;
         let reference = plan.entry.tag.clone().unwrap_or_else(|| root.to_string());
-        let found = repo
-            .head_manifest(&reference)
+        repo.head_manifest(&reference)
             .await
             .map_err(|source| PushError::Manifest {
                 repository: plan.repository.clone(),
                 digest: root.clone(),
                 source: Box::new(source),
-            })?;
-        Ok(found.and_then(|m| m.digest).as_ref() == Some(root))
+            })
     });
     futures_util::stream::iter(lookups)
         .buffered(concurrency.max(1))
-        .collect::<Vec<Result<bool, PushError>>>()
+        .collect::<Vec<Result<Option<ManifestInfo>, PushError>>>()
         .await
         .into_iter()
         .collect()
@@ -534,10 +550,13 @@ async fn push_all_blobs(
     Ok(())
 }
 
+/// Pushes an entry that is not on the target yet; `found` is what the
+/// target held at its tag before the push.
 async fn push_manifests(
     client: &Client,
     registry: &str,
     plan: &Planned<'_>,
+    found: Option<&ManifestInfo>,
     from_base: &HashSet<&Digest>,
     options: &PushOptions,
     report: &mut PushReport,
@@ -566,9 +585,15 @@ async fn push_manifests(
         .last()
         .expect("the root is in its graph");
     let Some(tag) = &plan.entry.tag else {
-        put_if_missing(&repo, root_desc, root_bytes, report)
-            .await
-            .map_err(failed(root))?;
+        // Untagged and not found by its digest: it is missing.
+        repo.put_manifest(
+            &root.to_string(),
+            &root_desc.media_type,
+            Bytes::copy_from_slice(root_bytes),
+        )
+        .await
+        .map_err(failed(root))?;
+        report.manifests_pushed += 1;
         report.tags.push(TagOutcome {
             reference: plan.reference(registry),
             digest: root.clone(),
@@ -577,10 +602,9 @@ async fn push_manifests(
         return Ok(());
     };
     let reference = plan.reference(registry);
-    let existing = repo.head_manifest(tag).await.map_err(failed(root))?;
-    let outcome = match existing.map(|m| m.digest) {
+    let outcome = match found.map(|m| &m.digest) {
         None => "created",
-        Some(Some(d)) if &d == root => "unchanged",
+        Some(Some(d)) if d == root => "unchanged",
         Some(other) => match options.on_existing_tag {
             OnExistingTag::Skip => {
                 report.tags.push(TagOutcome {
@@ -593,7 +617,9 @@ async fn push_manifests(
             OnExistingTag::Fail => {
                 return Err(PushError::TagExists {
                     reference,
-                    existing: other.map_or_else(|| "other content".to_string(), |d| d.to_string()),
+                    existing: other
+                        .as_ref()
+                        .map_or_else(|| "other content".to_string(), |d| d.to_string()),
                     new: root.clone(),
                 });
             }

@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_store::StoreError;
 
-use super::{header_str, parse_digest, value};
+use super::{header_str, if_none_match, parse_digest, value};
 use crate::error::{RegistryError, Result};
 use crate::range::{self, RangeAnswer};
 use crate::{Registry, blocking, body};
@@ -31,9 +31,7 @@ pub async fn get(
         .header(header::ETAG, value(&etag))
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CACHE_CONTROL, "max-age=31536000, immutable");
-    if header_str(request.headers(), "if-none-match")
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-    {
+    if if_none_match(request.headers(), &etag) {
         return Ok(builder
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use ferry_oci::{ParsedManifest, media_type};
 use ferry_store::{ManifestRef, StoreError, StoredManifest};
 
-use super::{header_str, value};
+use super::{header_str, if_none_match, value};
 use crate::error::{RegistryError, Result};
 use crate::{Registry, blocking, body};
 
@@ -43,9 +43,7 @@ pub async fn get(
         .header("Docker-Content-Digest", value(&manifest.digest.to_string()))
         .header(header::ETAG, value(&etag))
         .header(header::CONTENT_LENGTH, manifest.body.len());
-    if header_str(request.headers(), "if-none-match")
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-    {
+    if if_none_match(request.headers(), &etag) {
         return Ok(builder
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())

@@ -48,6 +48,12 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// Whether the request's `If-None-Match` names `etag` (RFC 9110 §13.1.2),
+/// so the answer is 304.
+pub(crate) fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    header_str(headers, "if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+}
+
 /// A header value from text that is known to be valid ASCII (digests,
 /// paths built from validated names).
 pub(crate) fn value(text: &str) -> HeaderValue {

@@ -469,12 +469,7 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let router = ferry_bundle::serve::router(bundle)
         .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            UserError::new(format!("cannot listen on {}: {e}", args.listen))
-                .with_hint("another process may hold the port; choose one with --listen")
-        })?;
+    let listener = super::bind(args.listen).await?;
     let local = listener.local_addr()?;
     println!("ferry registry on http://{local} (read-only, from {name})");
     for e in entries {

@@ -8,9 +8,11 @@ pub mod netboot;
 pub mod registry;
 pub mod serve;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::exit::UserError;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -21,4 +23,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Netboot(cmd) => netboot::run(&cli.global, cmd).await,
         Command::Hosts(args) => hosts::run(&cli.global, args).await,
     }
+}
+
+/// Binds a server's `--listen` address; a taken port is the user's to fix.
+async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        UserError::new(format!("cannot listen on {listen}: {e}"))
+            .with_hint("another process may hold the port; choose one with --listen")
+            .into()
+    })
 }

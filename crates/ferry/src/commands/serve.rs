@@ -92,12 +92,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
             Auth::with_users(mode, users, args.anonymous_read, tls.is_some())
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| {
-            UserError::new(format!("cannot listen on {}: {e}", args.listen))
-                .with_hint("another process may hold the port; choose one with --listen")
-        })?;
+    let listener = super::bind(args.listen).await?;
     let local = listener.local_addr()?;
     let _record = ServeRecord::write(&root, local, scheme)?;
     print_banner(&root, local, scheme, &args);
