@@ -551,7 +551,7 @@ async fn push_all_blobs(
 }
 
 /// Pushes an entry that is not on the target yet; `found` is what the
-/// target held at its tag before the push.
+/// target held at its tag before the push (nothing, or other content).
 async fn push_manifests(
     client: &Client,
     registry: &str,
@@ -602,9 +602,10 @@ async fn push_manifests(
         return Ok(());
     };
     let reference = plan.reference(registry);
+    // The tag holds nothing, or other content (the same content made the
+    // entry count as already there, and it never came here).
     let outcome = match found.map(|m| &m.digest) {
         None => "created",
-        Some(Some(d)) if d == root => "unchanged",
         Some(other) => match options.on_existing_tag {
             OnExistingTag::Skip => {
                 report.tags.push(TagOutcome {
@@ -626,18 +627,14 @@ async fn push_manifests(
             OnExistingTag::Overwrite => "overwritten",
         },
     };
-    if outcome == "unchanged" {
-        report.manifests_skipped += 1;
-    } else {
-        repo.put_manifest(
-            tag,
-            &root_desc.media_type,
-            Bytes::copy_from_slice(root_bytes),
-        )
-        .await
-        .map_err(failed(root))?;
-        report.manifests_pushed += 1;
-    }
+    repo.put_manifest(
+        tag,
+        &root_desc.media_type,
+        Bytes::copy_from_slice(root_bytes),
+    )
+    .await
+    .map_err(failed(root))?;
+    report.manifests_pushed += 1;
     report.tags.push(TagOutcome {
         reference,
         digest: root.clone(),
