@@ -69,6 +69,12 @@ impl Store {
         Ok(fs::metadata(&data).at(&data)?.len())
     }
 
+    /// Whether a writer holds upload `id` right now.
+    pub fn upload_is_busy(&self, id: &str) -> bool {
+        let uploads = self.inner.uploads.lock().expect("uploads lock");
+        uploads.get(id).is_some_and(|s| s.busy)
+    }
+
     /// Takes the session for writing. Only one writer at a time: a second
     /// concurrent request for the same session gets `UploadBusy`.
     pub fn open_upload(&self, repo: &str, id: &str) -> Result<UploadWriter> {
@@ -105,11 +111,8 @@ impl Store {
     /// Cancels an upload and removes what it received.
     pub fn cancel_upload(&self, repo: &str, id: &str) -> Result<()> {
         let dir = self.session_dir(repo, id)?;
-        {
-            let uploads = self.inner.uploads.lock().expect("uploads lock");
-            if uploads.get(id).is_some_and(|s| s.busy) {
-                return Err(StoreError::UploadBusy(id.to_string()));
-            }
+        if self.upload_is_busy(id) {
+            return Err(StoreError::UploadBusy(id.to_string()));
         }
         self.remove_session(id, &dir);
         Ok(())

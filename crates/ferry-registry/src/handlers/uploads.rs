@@ -6,6 +6,8 @@
 //! optional last chunk and commits, `GET` reports progress so a client
 //! can resume, `DELETE` cancels.
 
+use std::time::Duration;
+
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -105,8 +107,19 @@ pub async fn put(registry: Registry, name: &str, id: &str, request: Request) -> 
     Ok(blob_created(name, &digest))
 }
 
+/// How long a status request waits for a request that is still writing to
+/// the session. A client that resumes after losing its connection asks for
+/// the status while the server may still be draining its last request;
+/// answering before that request ends would give an offset that moves
+/// right after, and the resumed chunk would be refused.
+const STATUS_SETTLE: Duration = Duration::from_secs(5);
+
 pub async fn status(registry: Registry, name: &str, id: &str) -> Result<Response> {
     let store = registry.store.clone();
+    let settled_by = tokio::time::Instant::now() + STATUS_SETTLE;
+    while store.upload_is_busy(id) && tokio::time::Instant::now() < settled_by {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let (repo, upload) = (name.to_string(), id.to_string());
     let offset = blocking(move || store.upload_offset(&repo, &upload)).await?;
     Ok(session_response(StatusCode::NO_CONTENT, name, id, offset))

@@ -420,9 +420,29 @@ async fn busy_upload_asks_the_second_writer_to_retry() {
     let busy = busy.expect("the second writer was never refused");
     assert_eq!(busy.code(), "TOOMANYREQUESTS");
     assert_eq!(busy.header("retry-after"), Some("1"));
+    // A status request meanwhile waits for the first request to end, so the
+    // offset it reports already holds that request's bytes.
+    let status = {
+        let router = r.router.clone();
+        let location = location.clone();
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            let req = axum::http::Request::get(location)
+                .body(Body::empty())
+                .unwrap();
+            let response = router.oneshot(req).await.unwrap();
+            response
+                .headers()
+                .get("range")
+                .map(|v| v.to_str().unwrap().to_string())
+        })
+    };
+    // Let it start while the first request still holds the session.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     // The first request ends; the retry then resumes where it stopped.
     drop(tx);
     assert_eq!(held.await.unwrap(), StatusCode::ACCEPTED);
+    assert_eq!(status.await.unwrap().as_deref(), Some("0-4"));
     assert_eq!(r.get(&location).await.header("range"), Some("0-4"));
     let reply = r
         .send(
