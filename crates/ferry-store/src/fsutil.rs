@@ -30,7 +30,7 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
             break;
         }
         missing.push(d.to_path_buf());
-        cursor = d.parent();
+        cursor = parent_dir(d);
     }
     for d in missing.iter().rev() {
         match fs::create_dir(d) {
@@ -38,9 +38,7 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
-        if let Some(parent) = d.parent() {
-            sync_dir(parent)?;
-        }
+        sync_dir(parent_dir(d).unwrap_or(Path::new(".")))?;
     }
     Ok(())
 }
@@ -105,7 +103,14 @@ pub fn random_hex(bytes: usize) -> String {
 }
 
 fn parent_of(path: &Path) -> &Path {
-    path.parent().expect("store paths always have a parent")
+    parent_dir(path).unwrap_or(Path::new("."))
+}
+
+/// `path`'s parent directory, `None` at the top. A relative path's first
+/// component has the empty path as its parent (`"state".parent() == Some("")`),
+/// which names no directory: it is the current one, so the walk stops there.
+fn parent_dir(path: &Path) -> Option<&Path> {
+    path.parent().filter(|p| !p.as_os_str().is_empty())
 }
 
 /// Reads a small file, mapping "not found" to `None`.

@@ -73,3 +73,18 @@ fn fsck_reports_corruption_with_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("corrupt blob {digest}")));
 }
+
+#[test]
+fn a_relative_state_directory_is_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(ferry()
+        .current_dir(tmp.path())
+        .args(["registry", "fsck", "--state", "state"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(tmp.path().join("state/registry").is_dir());
+}
