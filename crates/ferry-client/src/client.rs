@@ -282,8 +282,19 @@ impl Client {
                             e,
                         ));
                     }
-                    tracing::debug!("{} {}: {e}; retrying", request.method, request.url);
-                    tokio::time::sleep(policy.delay(attempt, None)).await;
+                    let delay = policy.delay(attempt, None);
+                    // A warning, not debug: a registry that is down or
+                    // restarting otherwise looks like a hung command.
+                    tracing::warn!(
+                        "{} {}: {}; retry {} of {} in {:.1} s",
+                        request.method,
+                        request.url,
+                        innermost_cause(&e),
+                        attempt + 1,
+                        policy.max_retries,
+                        delay.as_secs_f64()
+                    );
+                    tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED && challenges < 2 => {
@@ -304,13 +315,16 @@ impl Client {
                 Ok(response)
                     if is_transient_status(response.status()) && attempt < policy.max_retries =>
                 {
-                    tracing::debug!(
-                        "{} {}: {}; retrying",
+                    let delay = policy.delay(attempt, Some(response.headers()));
+                    tracing::warn!(
+                        "{} {}: {}; retry {} of {} in {:.1} s",
                         request.method,
                         request.url,
-                        response.status()
+                        response.status(),
+                        attempt + 1,
+                        policy.max_retries,
+                        delay.as_secs_f64()
                     );
-                    let delay = policy.delay(attempt, Some(response.headers()));
                     drop(response);
                     tokio::time::sleep(delay).await;
                     attempt += 1;
@@ -379,6 +393,17 @@ fn validate_host(registry: &str) -> Result<()> {
         return bad("give host[:port] only (a path prefix belongs to the repository name)");
     }
     Ok(())
+}
+
+/// The deepest error in `error`'s source chain: for a failed request that is
+/// the one that says why ("Connection refused (os error 111)"), where the
+/// outer ones only say "error sending request for url".
+fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub const INTERNAL_ERROR: u8 = 70;
 pub struct UserError {
     pub message: String,
     pub hint: Option<String>,
+    /// The error's sources, outermost first: the OS or network error that
+    /// says *why* (e.g. "Connection refused" under "error sending request").
+    pub causes: Vec<String>,
 }
 
 impl UserError {
@@ -27,6 +30,27 @@ impl UserError {
         UserError {
             message: message.into(),
             hint: None,
+            causes: Vec::new(),
+        }
+    }
+
+    /// A user error from a library error, keeping its chain of causes;
+    /// causes whose text the message already shows are left out.
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        let message = error.to_string();
+        let mut causes: Vec<String> = Vec::new();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.contains(&text) && !causes.iter().any(|c| c.contains(&text)) {
+                causes.push(text);
+            }
+            source = cause.source();
+        }
+        UserError {
+            message,
+            hint: None,
+            causes,
         }
     }
 
@@ -60,6 +84,9 @@ impl std::error::Error for ProblemFound {}
 pub fn report(error: &anyhow::Error) -> ExitCode {
     let code = if let Some(user) = error.downcast_ref::<UserError>() {
         eprintln!("error: {user}");
+        for cause in &user.causes {
+            eprintln!("  caused by: {cause}");
+        }
         if let Some(hint) = &user.hint {
             eprintln!("hint: {hint}");
         }

@@ -165,7 +165,7 @@ pub async fn open(path: PathBuf) -> anyhow::Result<Bundle> {
                 }) => Some("all parts must sit side by side under the same name"),
                 _ => None,
             };
-            let error = UserError::new(e.to_string());
+            let error = UserError::from_error(&e);
             match hint {
                 Some(h) => error.with_hint(h).into(),
                 None => anyhow::Error::from(error).context(format!("cannot read {shown}")),
@@ -343,7 +343,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
         use ferry_bundle::push::PushError as E;
         match e {
             E::Mapping(_) | E::BaseMissing { .. } | E::TagExists { .. } => {
-                UserError::new(e.to_string()).into()
+                UserError::from_error(&e).into()
             }
             E::BlobsFailed { .. } => ProblemFound(e.to_string()).into(),
             other => anyhow::Error::from(other).context(format!("push to {} failed", args.to)),
@@ -434,7 +434,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         report
     })
     .await?
-    .map_err(|e| UserError::new(e.to_string()))?;
+    .map_err(|e| UserError::from_error(&e))?;
     if args.json {
         print_json(&report)?;
     } else {

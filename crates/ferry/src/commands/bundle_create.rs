@@ -205,7 +205,7 @@ fn user_facing(error: CreateError) -> anyhow::Error {
 }
 
 pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<ExitCode> {
-    let spec = Spec::load(&args.file).map_err(|e| UserError::new(e.to_string()))?;
+    let spec = Spec::load(&args.file).map_err(|e| UserError::from_error(&e))?;
     let spec_dir = match args.file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -356,7 +356,7 @@ fn file_name(path: &Path) -> String {
 }
 
 pub async fn run_keygen(_global: &GlobalArgs, args: KeygenArgs) -> anyhow::Result<ExitCode> {
-    let files = sign::keygen(&args.output).map_err(|e| UserError::new(e.to_string()))?;
+    let files = sign::keygen(&args.output).map_err(|e| UserError::from_error(&e))?;
     let public = std::fs::read_to_string(&files.public)
         .with_context(|| format!("reading back {}", files.public.display()))?;
     println!("secret key {} (keep it private)", files.secret.display());

@@ -66,8 +66,7 @@ pub async fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode
             }
         }
     };
-    let layout =
-        OciLayout::open(&PathBuf::from(&dir)).map_err(|e| UserError::new(e.to_string()))?;
+    let layout = OciLayout::open(&PathBuf::from(&dir)).map_err(|e| UserError::from_error(&e))?;
     let (target, entries) = if let Some(name) = wanted {
         let descriptor = layout
             .find(&name)
@@ -108,7 +107,7 @@ pub async fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode
     let bars = Arc::new(Bars::new(global.quiet || args.json, "copy", None));
     let result = ferry_bundle::push::push(content, &client, &target, &options, bars.clone()).await;
     bars.finish();
-    let report = result.map_err(|e| UserError::new(e.to_string()))?;
+    let report = result.map_err(|e| UserError::from_error(&e))?;
     if args.json {
         print_json(&report)?;
     } else {

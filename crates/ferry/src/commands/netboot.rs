@@ -90,7 +90,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
             ConfigError::Read { .. } => "give the configuration with -c FILE",
             _ => "`ferry netboot schema` prints every field; docs/netboot.md explains them",
         };
-        UserError::new(e.to_string()).with_hint(hint).into()
+        UserError::from_error(&e).with_hint(hint).into()
     })
 }
 
@@ -99,7 +99,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
 pub fn user_error(e: ServeError) -> anyhow::Error {
     match e {
         ServeError::Config(_) | ServeError::Artifact(_) | ServeError::Setup(_) => {
-            UserError::new(e.to_string()).into()
+            UserError::from_error(&e).into()
         }
         other => other.into(),
     }

@@ -84,7 +84,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     let auth = match &args.htpasswd {
         None => Auth::none(),
         Some(path) => {
-            let users = Htpasswd::load(path).map_err(|e| UserError::new(e.to_string()))?;
+            let users = Htpasswd::load(path).map_err(|e| UserError::from_error(&e))?;
             let mode = match args.auth {
                 AuthMode::Token => Mode::Token,
                 AuthMode::Basic => Mode::Basic,
@@ -223,8 +223,7 @@ fn tls_config(
     args: &ServeArgs,
 ) -> anyhow::Result<(Option<std::sync::Arc<rustls::ServerConfig>>, &'static str)> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let config =
-            ferry_registry::tls::load(cert, key).map_err(|e| UserError::new(e.to_string()))?;
+        let config = ferry_registry::tls::load(cert, key).map_err(|e| UserError::from_error(&e))?;
         return Ok((Some(config), "https"));
     }
     match args.tls {
