@@ -10,11 +10,19 @@
 //! and [`ContentCache::put_new`] read from a `Read` in 1 MiB pieces; async
 //! callers write into [`ContentCache::put_stream`]'s pipe, whose other end
 //! a blocking thread stores (the pipe holds at most 1 MiB).
+//!
+//! Downloads of blobs whose digest is known survive an interrupted run
+//! ([`ContentCache::download`]): each one writes into an upload session
+//! named after its digest, so a re-run (after a dropped connection, a
+//! Ctrl-C or a kill -9) finds the bytes already received and asks the
+//! source only for the rest. The digest is checked over the whole blob,
+//! old bytes and new, before it enters the cache. Sessions of sources that
+//! never come back stay until the cache directory is removed.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use ferry_oci::{Algorithm, Digest, Hasher};
 use ferry_store::{Limits, Store, StoreError};
@@ -185,6 +193,111 @@ impl ContentCache {
         }
     }
 
+    /// Starts or resumes the download of a blob whose digest and size are
+    /// known; see the module documentation. The returned
+    /// [`Download::resumed`] hashes the bytes a previous run left: request
+    /// the rest from `resumed.bytes()` on and write it into
+    /// [`Download::writer`].
+    pub async fn download(&self, digest: &Digest, size: u64) -> Result<Download, CacheError> {
+        let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let end = Arc::new(AtomicU8::new(End::Commit as u8));
+        let cache = self.clone();
+        let digest = digest.clone();
+        let flag = end.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let (mut upload, named) = cache.open_download(&digest, size)?;
+            let _ = started_tx.send(upload.hasher());
+            let mut reader = tokio_util::io::SyncIoBridge::new(reader);
+            let mut buf = vec![0u8; PIPE_BUFFER];
+            let copied = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if let Err(e) = upload.write(&buf[..n]) {
+                            break Err(e.into());
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(source) => {
+                        break Err(CacheError::Io {
+                            path: "(download)".into(),
+                            source,
+                        });
+                    }
+                }
+            };
+            match (copied, End::from(flag.load(Ordering::SeqCst))) {
+                (Ok(()), End::Commit) => {
+                    let size = upload.commit(&digest, Some(size))?;
+                    Ok((digest, size))
+                }
+                // Bytes that did arrive are kept for the next run, when the
+                // session can be found again by its name.
+                (result, End::Keep) if named => {
+                    drop(upload);
+                    result.and(Err(interrupted()))
+                }
+                (result, _) => {
+                    upload.abandon();
+                    result.and(Err(interrupted()))
+                }
+            }
+        });
+        match started_rx.await {
+            Ok(resumed) => Ok(Download {
+                writer,
+                resumed,
+                task,
+                end,
+            }),
+            // The thread failed before it could start: its error says why.
+            Err(_) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(_)) => unreachable!("a download commits only after it started"),
+                Err(e) => Err(CacheError::Io {
+                    path: "(cache writer)".into(),
+                    source: io::Error::other(e),
+                }),
+            },
+        }
+    }
+
+    /// The upload session a download of `digest` writes into, and whether
+    /// it is the one named after the digest (a re-run finds only that one).
+    fn open_download(
+        &self,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(ferry_store::UploadWriter, bool), CacheError> {
+        // Session ids are 32 hex digits; the digest's hash gives one that is
+        // the same in every run and cannot collide with random ones in practice.
+        let id = Digest::sha256(format!("download {digest}").as_bytes()).hex()[..32].to_string();
+        let mut upload = match self.store.resume_or_start_upload(REPOSITORY, &id) {
+            Ok(upload) => upload,
+            // Another task of this run is downloading the same blob.
+            Err(StoreError::UploadBusy(_)) => {
+                let fresh = self.store.start_upload(REPOSITORY)?;
+                return Ok((self.store.open_upload(REPOSITORY, &fresh)?, false));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        upload.set_algorithm(digest.algorithm())?;
+        if upload.offset() > size {
+            // Not a prefix of this blob: start over.
+            upload.abandon();
+            upload = self.store.resume_or_start_upload(REPOSITORY, &id)?;
+            upload.set_algorithm(digest.algorithm())?;
+        }
+        if upload.offset() > size {
+            tracing::info!(
+                "{digest}: resuming the download at byte {}",
+                upload.offset()
+            );
+        }
+        Ok((upload, true))
+    }
+
     fn memo_path(&self, kind: &str, key: &str) -> PathBuf {
         self.root
             .join(MEMO_DIR)
@@ -215,6 +328,72 @@ impl ContentCache {
         if let Err(e) = write() {
             tracing::debug!("cannot record {kind} memo at {}: {e}", path.display());
         }
+    }
+}
+
+/// How a [`Download`] ends, decided by the side that feeds it.
+#[repr(u8)]
+enum End {
+    /// The source delivered everything: verify and store.
+    Commit,
+    /// The source failed part-way (network, interruption): keep the bytes
+    /// for the next run.
+    Keep,
+    /// The content is wrong: throw the bytes away.
+    Discard,
+}
+
+impl From<u8> for End {
+    fn from(value: u8) -> End {
+        match value {
+            0 => End::Commit,
+            1 => End::Keep,
+            _ => End::Discard,
+        }
+    }
+}
+
+fn interrupted() -> CacheError {
+    CacheError::Io {
+        path: "(download)".into(),
+        source: io::Error::other("the source failed; what arrived is kept for the next run"),
+    }
+}
+
+/// A download into the cache; see [`ContentCache::download`].
+pub struct Download {
+    pub writer: DuplexStream,
+    /// The hash of the bytes already stored (from a previous run), `0`
+    /// bytes for a new download.
+    pub resumed: Hasher,
+    task: tokio::task::JoinHandle<Result<(Digest, u64), CacheError>>,
+    end: Arc<AtomicU8>,
+}
+
+impl Download {
+    /// Closes the pipe and waits for the blob to be verified and stored.
+    pub async fn finish(self) -> Result<(Digest, u64), CacheError> {
+        self.end_with(End::Commit).await
+    }
+
+    /// The source failed part-way: keeps what arrived for the next run.
+    /// Returns the writer's own error if it failed first.
+    pub async fn keep(self) -> Result<(Digest, u64), CacheError> {
+        self.end_with(End::Keep).await
+    }
+
+    /// The content is wrong: removes what arrived.
+    pub async fn discard(self) -> Result<(Digest, u64), CacheError> {
+        self.end_with(End::Discard).await
+    }
+
+    async fn end_with(self, end: End) -> Result<(Digest, u64), CacheError> {
+        self.end.store(end as u8, Ordering::SeqCst);
+        drop(self.writer);
+        self.task.await.map_err(|e| CacheError::Io {
+            path: "(cache writer)".into(),
+            source: io::Error::other(e),
+        })?
     }
 }
 

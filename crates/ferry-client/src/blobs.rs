@@ -87,11 +87,28 @@ impl Repository {
         writer: &mut W,
         progress: &dyn Progress,
     ) -> Result<u64> {
+        let fresh = Hasher::new(descriptor.digest.algorithm());
+        self.fetch_blob_after(descriptor, fresh, writer, progress)
+            .await
+    }
+
+    /// [`Repository::fetch_blob`] for a download whose first
+    /// `hasher.bytes()` bytes the caller already holds (hashed into
+    /// `hasher`): only the rest is requested and written. Returns the
+    /// number of bytes written by this call.
+    pub async fn fetch_blob_after<W: AsyncWrite + Unpin>(
+        &self,
+        descriptor: &Descriptor,
+        hasher: Hasher,
+        writer: &mut W,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
         let id = descriptor.digest.to_string();
         progress.start(&id, &descriptor.digest.short(), Some(descriptor.size));
+        progress.advance(&id, hasher.bytes());
         let result = async {
             let mut reader = self
-                .get_blob(&descriptor.digest, Some(descriptor.size))
+                .get_blob_from(&descriptor.digest, Some(descriptor.size), hasher)
                 .await?;
             let mut written = 0u64;
             while let Some(chunk) = reader.chunk().await? {

@@ -43,23 +43,44 @@ impl Store {
     /// Starts an upload session in `repo` and returns its id (128 random
     /// bits, so that session URLs cannot be guessed).
     pub fn start_upload(&self, repo: &str) -> Result<String> {
-        check_repository(repo)?;
         let id = fsutil::random_hex(16);
-        let dir = self.layout().upload(&id);
+        self.create_session(repo, &id)?;
+        Ok(id)
+    }
+
+    /// Takes upload session `id` of `repo` for writing, creating it if it
+    /// does not exist. For callers that name their sessions themselves so
+    /// that they find them again after a crash (the bundle cache names a
+    /// download after the blob's digest and resumes it where it stopped).
+    /// `id` must look like the ids [`Store::start_upload`] makes: 32
+    /// lowercase hex digits.
+    pub fn resume_or_start_upload(&self, repo: &str, id: &str) -> Result<UploadWriter> {
+        match self.open_upload(repo, id) {
+            Err(StoreError::UploadUnknown(_)) if is_session_id(id) => {
+                self.create_session(repo, id)?;
+                self.open_upload(repo, id)
+            }
+            other => other,
+        }
+    }
+
+    fn create_session(&self, repo: &str, id: &str) -> Result<()> {
+        check_repository(repo)?;
+        let dir = self.layout().upload(id);
         fsutil::ensure_dir(&dir).at(&dir)?;
         let data = dir.join("data");
         File::create(&data).at(&data)?;
         let repo_file = dir.join("repository");
         fs::write(&repo_file, repo).at(&repo_file)?;
         self.inner.uploads.lock().expect("uploads lock").insert(
-            id.clone(),
+            id.to_string(),
             UploadState {
                 repo: repo.to_string(),
                 hasher: Some(Hasher::new(Algorithm::Sha256)),
                 busy: false,
             },
         );
-        Ok(id)
+        Ok(())
     }
 
     /// Bytes received so far by upload `id` of `repo`.
@@ -162,7 +183,7 @@ impl Store {
     fn session_dir(&self, repo: &str, id: &str) -> Result<PathBuf> {
         check_repository(repo)?;
         let unknown = || StoreError::UploadUnknown(id.to_string());
-        if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !is_session_id(id) {
             return Err(unknown());
         }
         let dir = self.layout().upload(id);
@@ -276,6 +297,13 @@ impl UploadWriter {
     /// Bytes received so far, including this writer's.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The hash of the bytes received so far, for a caller that continues
+    /// the content from elsewhere and verifies it on its own way in (a
+    /// resumed download hands it to the registry client).
+    pub fn hasher(&self) -> Hasher {
+        self.hasher.clone().expect("open writer has a hasher")
     }
 
     /// Hashes with `algorithm` from here on (re-hashing what is on disk
@@ -436,6 +464,12 @@ fn touch(path: &std::path::Path) -> io::Result<()> {
         .write(true)
         .open(path)?
         .set_modified(SystemTime::now())
+}
+
+/// Whether `id` has the form of a session id (32 lowercase hex digits);
+/// anything else could name a path outside `uploads/`.
+fn is_session_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Hashes a file from its start, leaving the position at its end.

@@ -236,32 +236,54 @@ impl Origin {
         cache: &ContentCache,
         progress: &dyn Progress,
     ) -> Result<(), SourceError> {
-        let expected = Some((descriptor.digest.clone(), Some(descriptor.size)));
         match self {
-            Origin::Registry(repo) => {
-                let mut pipe = cache.put_stream(expected);
-                match repo
-                    .fetch_blob(descriptor, &mut pipe.writer, progress)
-                    .await
-                {
+            Origin::Registry(repo) => loop {
+                let mut download = cache.download(&descriptor.digest, descriptor.size).await?;
+                let resumed_at = download.resumed.bytes();
+                let fetched = repo
+                    .fetch_blob_after(
+                        descriptor,
+                        download.resumed.clone(),
+                        &mut download.writer,
+                        progress,
+                    )
+                    .await;
+                let source = match fetched {
                     Ok(_) => {
-                        pipe.finish().await?;
-                        Ok(())
+                        download.finish().await?;
+                        return Ok(());
                     }
-                    Err(source) => {
-                        // A store failure closes the pipe and shows up here
-                        // as a write error; report the store's reason.
-                        let stored = pipe.abort().await;
-                        match (stored, &source) {
-                            (Err(e), ClientError::Io { .. }) => Err(e.into()),
-                            _ => Err(SourceError::Registry {
-                                what: format!("blob {} of {}", descriptor.digest, self.describe()),
-                                source,
-                            }),
-                        }
-                    }
+                    Err(source) => source,
+                };
+                let wrong_content = matches!(
+                    source,
+                    ClientError::DigestMismatch { .. } | ClientError::SizeMismatch { .. }
+                );
+                let stored = if wrong_content {
+                    download.discard().await
+                } else {
+                    download.keep().await
+                };
+                if wrong_content && resumed_at > 0 {
+                    // The bytes kept from an earlier run may be what is
+                    // wrong (a crash can leave a damaged tail): once more
+                    // from the first byte.
+                    tracing::warn!(
+                        "{}: resumed download did not verify; downloading it again",
+                        descriptor.digest
+                    );
+                    continue;
                 }
-            }
+                // A store failure closes the pipe and shows up here as a
+                // write error; report the store's reason.
+                return match (stored, &source) {
+                    (Err(e), ClientError::Io { .. }) => Err(e.into()),
+                    _ => Err(SourceError::Registry {
+                        what: format!("blob {} of {}", descriptor.digest, self.describe()),
+                        source,
+                    }),
+                };
+            },
             Origin::Layout(layout) => {
                 let layout = layout.clone();
                 let cache = cache.clone();

@@ -216,3 +216,37 @@ fn referrers_index() {
     assert!(store.delete_manifest("r", &out.digest).unwrap());
     assert!(store.referrers("r", &subject, None).unwrap().is_empty());
 }
+
+#[test]
+fn a_named_upload_is_found_again_after_a_restart() {
+    let (dir, store) = open();
+    let id = "0123456789abcdef0123456789abcdef";
+    let data = b"the first half, then the second half";
+    let mut upload = store.resume_or_start_upload("cache", id).unwrap();
+    assert_eq!(upload.offset(), 0);
+    upload.write(&data[..15]).unwrap();
+    drop(upload);
+    drop(store);
+    // A new process: the session and its bytes are still there, and the
+    // hash handed out covers them.
+    let store = Store::open(dir.path().join("store"), Limits::default()).unwrap();
+    let mut upload = store.resume_or_start_upload("cache", id).unwrap();
+    assert_eq!(upload.offset(), 15);
+    assert_eq!(upload.hasher().bytes(), 15);
+    upload.write(&data[15..]).unwrap();
+    let digest = Digest::sha256(data);
+    upload.commit(&digest, Some(data.len() as u64)).unwrap();
+    assert_eq!(store.blob_size(&digest).unwrap(), Some(data.len() as u64));
+    // Committed: the name starts a new, empty session.
+    assert_eq!(
+        store.resume_or_start_upload("cache", id).unwrap().offset(),
+        0
+    );
+    // Names that are not session ids could point anywhere: refused.
+    for bad in ["../../etc", "0123456789ABCDEF0123456789ABCDEF", "abc"] {
+        assert!(matches!(
+            store.resume_or_start_upload("cache", bad),
+            Err(StoreError::UploadUnknown(_))
+        ));
+    }
+}

@@ -1,13 +1,16 @@
 //! `ferry bundle create` and `ferry bundle keygen` as users run them:
 //! from `ferry serve` filled with `ferry copy`, a local file and
 //! manifests; signed, checked by `ferry bundle verify --json` and
-//! `inspect`; made again without a download; bad specs and unreachable
-//! sources exit 2 with a message that says what to do.
+//! `inspect`; made again without a download; a download cut by kill -9
+//! resumed where it stopped; bad specs and unreachable sources exit 2 with
+//! a message that says what to do.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::images::standard;
+use crate::images::{Layout, bytes, standard};
+use crate::slow_link::SlowLink;
 use crate::{Server, ferry, ok, run};
 
 /// `ferry bundle create` (wired as a hidden top-level command until it
@@ -357,4 +360,132 @@ fn private_ca_and_credentials_from_the_spec() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "{stderr}");
+}
+
+#[test]
+fn create_resumes_a_download_cut_by_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = Server::start(&dir.join("server-state"), &[]);
+    let mut layout = Layout::new(&dir.join("src"));
+    let size = 96 * 1024 * 1024u64;
+    let big = bytes(31, size as usize);
+    let layer = layout.blob(ferry_oci::media_type::OCI_LAYER_GZIP, &big);
+    drop(big);
+    let config = layout.blob(
+        ferry_oci::media_type::OCI_CONFIG,
+        br#"{"architecture":"amd64","os":"linux"}"#,
+    );
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": ferry_oci::media_type::OCI_MANIFEST, "config": config, "layers": [layer]});
+    let m = layout.blob(
+        ferry_oci::media_type::OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    layout.tag("big", m);
+    ok(ferry()
+        .args(["copy", "-q", "--insecure", "--state"])
+        .arg(dir.join("copy-state"))
+        .arg(format!("oci:{}:big", dir.join("src").display()))
+        .arg(format!("docker://{}/team/big:v1", server.addr)));
+    // 40 MB/s from the registry to ferry: the download takes over two
+    // seconds, so the kill lands mid-blob on a machine of any speed.
+    let link = SlowLink::start_downloads(&server.addr, 40_000_000);
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        format!("images:\n  - {}/team/big:v1\n", link.addr),
+    )
+    .unwrap();
+    let create = || {
+        let mut c = create(dir);
+        c.args(["-q", "-o", "site.ferry", "--plain-http", &link.addr]);
+        c
+    };
+    // Bytes of the layer the cache holds in its download session so far.
+    let uploads = dir.join("state/cache/uploads");
+    let received = || -> u64 {
+        std::fs::read_dir(&uploads)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::metadata(e.path().join("data")).ok())
+                    .map(|m| m.len())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let kill_at = size / 3 + jitter % (size / 3);
+    let kill_mid_download = || {
+        let mut child = create()
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while received() < kill_at
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "create ended before it could be killed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        child.kill().unwrap();
+        let _ = child.wait();
+        let kept = received();
+        assert!(kept >= kill_at, "{kept} bytes kept, killed after {kill_at}");
+        assert!(
+            !dir.join("site.ferry").exists(),
+            "no bundle from a killed run"
+        );
+        kept
+    };
+    let kept = kill_mid_download();
+
+    let before = link.downloaded();
+    let summary = ok(&mut create());
+    assert!(summary.contains("wrote site.ferry"), "{summary}");
+    // The re-run asked only for the rest (plus manifests and HTTP headers).
+    let fetched = link.downloaded() - before;
+    let overhead = 256 * 1024;
+    assert!(
+        fetched <= size - kept + overhead,
+        "fetched {fetched} bytes again with {kept} of {size} kept"
+    );
+    let verify = || {
+        let verify =
+            ok(ferry()
+                .current_dir(dir)
+                .args(["bundle", "verify", "site.ferry", "--json"]));
+        let verify: serde_json::Value = serde_json::from_str(&verify).unwrap();
+        assert_eq!(verify["problems"], serde_json::json!([]), "{verify}");
+    };
+    verify();
+
+    // Kept bytes that went bad (a crash can leave a damaged tail) fail the
+    // digest at the end; the download starts over once and the bundle is right.
+    std::fs::remove_dir_all(dir.join("state/cache")).unwrap();
+    std::fs::remove_file(dir.join("site.ferry")).unwrap();
+    kill_mid_download();
+    let session = std::fs::read_dir(&uploads)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    let data = session.path().join("data");
+    let mut damaged = std::fs::read(&data).unwrap();
+    damaged[1000] ^= 0xff;
+    std::fs::write(&data, damaged).unwrap();
+    let summary = ok(&mut create());
+    assert!(summary.contains("wrote site.ferry"), "{summary}");
+    verify();
 }
