@@ -11,7 +11,9 @@
 # release mode, (4) runs ../shared/bench/compare.sh with skopeo as the client
 # (push of each image, sync of the whole corpus, re-sync, wrk/hey GETs), (5) the
 # same push and sync with ferry's own client when `ferry copy` exists,
-# (6) measures each server's idle and peak RSS with small and with 1 GiB blobs.
+# (6) measures the machine's ceiling for the blob GET test: nginx serving the
+# same 1 GiB file to the same wrk command (bench/lib/nginx-ceiling.sh),
+# (7) measures each server's idle and peak RSS with small and with 1 GiB blobs.
 # Prints the ratio tables; BENCHMARKS.md records a run.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -26,7 +28,7 @@ mkdir -p "$OUT" "$FERRY_BENCH_STATE"
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 log "packages"
-need=(skopeo wrk hey docker-registry umoci debootstrap pigz jq curl openssl zstd iperf3)
+need=(skopeo wrk hey docker-registry umoci debootstrap pigz jq curl openssl zstd iperf3 nginx-light)
 missing=()
 for p in "${need[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] || apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
@@ -55,6 +57,10 @@ if "$FERRY" copy --help >/dev/null 2>&1; then
     unset PUSH_CMD SYNC_CMD
 fi
 
+log "ceiling: nginx serving the 1 GiB blob to the same wrk"
+BIG_BLOB=$(find "$CORPUS/oci/blobs/sha256" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+SHARED=$SHARED "$HERE/lib/nginx-ceiling.sh" "$BIG_BLOB" "$ROUNDS" "$OUT/nginx-ceiling.tsv" 2>>"$OUT/nginx.log"
+
 log "memory"
 "$HERE/lib/rss.sh" "$OUT/rss.tsv"
 
@@ -73,6 +79,10 @@ log "memory"
         echo
         cat "$OUT/ferry-client/compare.md"
     fi
+    echo
+    echo "## ceiling: GET 1 GiB blob c=16 (wrk -t2) from nginx, MB/s per round"
+    echo
+    column -t -s$'\t' "$OUT/nginx-ceiling.tsv" | sed 's/^/    /'
     echo
     echo "## memory (MiB)"
     echo
