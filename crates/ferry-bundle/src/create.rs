@@ -33,6 +33,7 @@ use crate::sources::artifact::{self, FileLayer};
 use crate::sources::chart::{self, RepoIndex};
 use crate::sources::http::{HttpHost, HttpSource};
 use crate::sources::layout::OciLayout;
+use crate::sources::referrers;
 use crate::sources::resolve::{Resolved, resolve as resolve_graph};
 use crate::sources::{
     ImageSource, MANIFEST_LIMIT, Origin, ProgressReader, RootManifest, SourceError, blocking,
@@ -242,11 +243,26 @@ pub async fn resolve(
         progress,
     };
     let jobs = plan_jobs(spec);
-    let entries: Vec<ResolvedEntry> = futures_util::stream::iter(jobs.iter())
+    let resolved: Vec<Vec<ResolvedEntry>> = futures_util::stream::iter(jobs.iter())
         .map(|job| ctx.resolve_job(job))
         .buffered(options.concurrency.max(1))
         .try_collect()
         .await?;
+    // Two entries of one image share its referrers: each is carried once
+    // per target repository.
+    let mut referrers = HashSet::new();
+    let entries: Vec<ResolvedEntry> = resolved
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            e.entry.kind != EntryKind::Referrer
+                || referrers.insert((
+                    e.entry.repository.clone(),
+                    e.entry.descriptor.digest.clone(),
+                    e.entry.tag.clone(),
+                ))
+        })
+        .collect();
     check_unique(&entries)?;
     Ok(Resolution {
         entries,
@@ -284,7 +300,8 @@ fn check_unique(entries: &[ResolvedEntry]) -> Result<(), CreateError> {
     let mut targets: HashMap<String, &str> = HashMap::new();
     for e in entries {
         let entry = &e.entry;
-        if !sources.insert(entry.source.as_str()) {
+        // The same signature may go to two target repositories.
+        if entry.kind != EntryKind::Referrer && !sources.insert(entry.source.as_str()) {
             return Err(CreateError::DuplicateSource(entry.source.clone()));
         }
         if let Some(tag) = &entry.tag {
@@ -490,6 +507,8 @@ enum Job<'a> {
         repository: Option<&'a str>,
         tag: Option<&'a str>,
         compression: Option<Compression>,
+        /// Also carry its signatures, SBOMs and attestations.
+        referrers: bool,
     },
     Chart {
         at: String,
@@ -529,6 +548,7 @@ fn plan_jobs(spec: &Spec) -> Vec<Job<'_>> {
             repository: img.repository.as_deref(),
             tag: img.tag.as_deref(),
             compression: img.compression,
+            referrers: img.referrers.unwrap_or(spec.referrers),
         });
     }
     for (i, a) in spec.artifacts.iter().enumerate() {
@@ -540,6 +560,7 @@ fn plan_jobs(spec: &Spec) -> Vec<Job<'_>> {
             repository: a.repository.as_deref(),
             tag: a.tag.as_deref(),
             compression: None,
+            referrers: false,
         });
     }
     for (i, chart) in spec.charts.iter().enumerate() {
@@ -593,6 +614,7 @@ fn plan_jobs(spec: &Spec) -> Vec<Job<'_>> {
                 repository: os.repository.as_deref(),
                 tag: os.tag.as_deref(),
                 compression: None,
+                referrers: false,
             }),
             None => jobs.push(Job::File {
                 at: format!(
@@ -636,8 +658,9 @@ struct Ctx<'p> {
 }
 
 impl Ctx<'_> {
-    async fn resolve_job(&self, job: &Job<'_>) -> Result<ResolvedEntry, CreateError> {
-        match job {
+    /// The job's entry, followed by its referrers' entries if it asks for them.
+    async fn resolve_job(&self, job: &Job<'_>) -> Result<Vec<ResolvedEntry>, CreateError> {
+        let entry = match job {
             Job::Image {
                 at,
                 kind,
@@ -646,23 +669,78 @@ impl Ctx<'_> {
                 repository,
                 tag,
                 compression,
+                referrers,
             } => {
                 let filter = platforms.unwrap_or(&self.platforms);
-                self.image(
-                    at,
-                    *kind,
-                    reference,
-                    filter,
-                    *repository,
-                    *tag,
-                    *compression,
-                )
-                .await
+                let image = self
+                    .image(
+                        at,
+                        *kind,
+                        reference,
+                        filter,
+                        *repository,
+                        *tag,
+                        *compression,
+                    )
+                    .await?;
+                if *referrers {
+                    let mut entries = self.referrers(at, &image).await?;
+                    entries.insert(0, image);
+                    return Ok(entries);
+                }
+                image
             }
-            Job::Chart { at, chart } => self.chart(at, chart).await,
-            Job::File { at, kind, file } => self.file(at, *kind, file).await,
-            Job::Manifests { at, spec } => self.manifests(at, spec).await,
+            Job::Chart { at, chart } => self.chart(at, chart).await?,
+            Job::File { at, kind, file } => self.file(at, *kind, file).await?,
+            Job::Manifests { at, spec } => self.manifests(at, spec).await?,
+        };
+        Ok(vec![entry])
+    }
+
+    /// Entries for what refers to `image` in its registry (signatures,
+    /// SBOMs, attestations): pushed into the same repository after it.
+    async fn referrers(
+        &self,
+        at: &str,
+        image: &ResolvedEntry,
+    ) -> Result<Vec<ResolvedEntry>, CreateError> {
+        let source_err = |source| CreateError::Source {
+            entry: at.to_string(),
+            source: Box::new(source),
+        };
+        let Origin::Registry(repo) = &image.resolved.origin else {
+            return Ok(Vec::new());
+        };
+        let layers: HashSet<&Digest> = image.resolved.blobs.iter().map(|b| &b.digest).collect();
+        let manifests: std::collections::BTreeSet<Digest> = image
+            .resolved
+            .reachable
+            .keys()
+            .filter(|d| !layers.contains(d))
+            .cloned()
+            .collect();
+        let root = &image.entry.descriptor.digest;
+        let found = referrers::find(repo, root, &manifests, &self.cache)
+            .await
+            .map_err(source_err)?;
+        let mut entries = Vec::new();
+        for f in found {
+            let digest = f.manifest.descriptor.digest.clone();
+            let source = match &f.tag {
+                Some(tag) => format!("{}/{}:{tag}", repo.registry(), repo.name()),
+                None => format!("{}/{}@{digest}", repo.registry(), repo.name()),
+            };
+            let resolved =
+                resolve_graph(image.resolved.origin.clone(), f.manifest, &[], &self.cache)
+                    .await
+                    .map_err(source_err)?;
+            let target = Target {
+                repository: Some(image.entry.repository.clone()),
+                tag: f.tag,
+            };
+            entries.push(self.entry(at, EntryKind::Referrer, source, target, resolved)?);
         }
+        Ok(entries)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -82,6 +82,11 @@ pub enum EntryKind {
     File,
     Manifests,
     OsImage,
+    /// A manifest whose `subject` is one of another entry's manifests (a
+    /// signature, an SBOM, an attestation), or one of cosign's
+    /// `sha256-<hex>.sig|.att|.sbom` tags: pushed into its subject's
+    /// repository after it.
+    Referrer,
 }
 
 impl EntryKind {
@@ -93,6 +98,7 @@ impl EntryKind {
             EntryKind::File => "file",
             EntryKind::Manifests => "manifests",
             EntryKind::OsImage => "os-image",
+            EntryKind::Referrer => "referrer",
         }
     }
 }

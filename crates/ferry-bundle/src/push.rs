@@ -41,7 +41,7 @@ use ferry_oci::{Descriptor, Digest, name};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-use crate::format::Entry;
+use crate::format::{Entry, EntryKind};
 use crate::graph::{self, Graph, GraphError};
 use crate::reader::Bundle;
 
@@ -586,12 +586,15 @@ async fn push_manifests(
         .expect("the root is in its graph");
     let Some(tag) = &plan.entry.tag else {
         // Untagged and not found by its digest: it is missing.
-        repo.put_manifest(
-            &root.to_string(),
-            &root_desc.media_type,
-            Bytes::copy_from_slice(root_bytes),
-        )
-        .await
+        let bytes = Bytes::copy_from_slice(root_bytes);
+        if plan.entry.kind == EntryKind::Referrer {
+            // Findable by its subject also on registries without the
+            // referrers API.
+            repo.put_referrer(&root_desc.media_type, bytes).await
+        } else {
+            repo.put_manifest(&root.to_string(), &root_desc.media_type, bytes)
+                .await
+        }
         .map_err(failed(root))?;
         report.manifests_pushed += 1;
         report.tags.push(TagOutcome {

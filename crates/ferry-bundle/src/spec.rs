@@ -62,6 +62,12 @@ pub struct Spec {
     /// references and URLs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, HostSpec>,
+    /// Also carry what refers to each image from a registry: signatures,
+    /// SBOMs and attestations, found with the OCI referrers API (or its tag
+    /// fallback) and under cosign's `sha256-<hex>.sig|.att|.sbom` tags.
+    /// An image's own `referrers` overrides it. Default: no.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub referrers: bool,
     /// Container images.
     #[serde(
         default,
@@ -282,6 +288,10 @@ pub struct ImageSpec {
     /// (`zstd`, the default, or `gzip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compression: Option<Compression>,
+    /// Registry sources only: also carry the image's signatures, SBOMs and
+    /// attestations (see the spec's `referrers`, which this overrides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<bool>,
 }
 
 /// An OCI artifact copied as it is (every manifest of an index, every blob).
@@ -438,12 +448,19 @@ impl SpecEntry for ImageSpec {
             repository: None,
             tag: None,
             compression: None,
+            referrers: None,
         })
     }
 
     fn check(&self) -> Result<(), String> {
         if self.compression.is_some() && !self.reference.starts_with("docker-archive:") {
             return Err("`compression` applies to docker-archive: sources only (other layers are stored as they are)".into());
+        }
+        let local = ["oci:", "oci-archive:", "docker-archive:"]
+            .iter()
+            .any(|p| self.reference.starts_with(p));
+        if self.referrers == Some(true) && local {
+            return Err("`referrers` applies to registry sources only".into());
         }
         Ok(())
     }

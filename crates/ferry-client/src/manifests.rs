@@ -156,6 +156,87 @@ impl Repository {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Digest> {
+        self.put_manifest_answer(reference, media_type, bytes)
+            .await
+            .map(|(digest, _)| digest)
+    }
+
+    /// Pushes a manifest that has a `subject` (a signature, an SBOM) by its
+    /// digest, so that it can be found as a referrer of that subject
+    /// (distribution-spec "Pushing Manifests with Subject"): a registry
+    /// with the referrers API says it indexed it with `OCI-Subject`; on one
+    /// without it, the referrers tag schema's index (tag `<alg>-<hex>` of the
+    /// subject) gets a descriptor of it, as clients that read the fallback
+    /// (cosign, oras, notation, ferry) expect.
+    pub async fn put_referrer(&self, media_type: &str, bytes: Bytes) -> Result<Digest> {
+        let parsed = ParsedManifest::parse(&bytes, Some(media_type))
+            .map_err(|e| ClientError::InvalidArgument(format!("referrer manifest: {e}")))?;
+        let Some(subject) = parsed.subject.as_ref() else {
+            return Err(ClientError::InvalidArgument(
+                "a referrer manifest names its subject".into(),
+            ));
+        };
+        let size = bytes.len() as u64;
+        let digest = Digest::sha256(&bytes);
+        let (digest, indexed) = self
+            .put_manifest_answer(&digest.to_string(), media_type, bytes)
+            .await?;
+        if indexed {
+            return Ok(digest);
+        }
+        let hex = subject.digest.hex();
+        let tag = format!(
+            "{}-{}",
+            subject.digest.algorithm(),
+            &hex[..hex.len().min(64)]
+        );
+        let mut index = match self.get_manifest(&tag).await {
+            Ok(index) => serde_json::from_slice::<serde_json::Value>(&index.bytes)
+                .ok()
+                .filter(|v| v["manifests"].is_array())
+                .ok_or_else(|| {
+                    ClientError::InvalidArgument(format!(
+                        "tag {tag} holds something other than a referrers index; not touching it"
+                    ))
+                })?,
+            Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_INDEX,
+                "manifests": [],
+            }),
+            Err(e) => return Err(e),
+        };
+        let listed = index["manifests"]
+            .as_array()
+            .expect("checked above")
+            .iter()
+            .any(|d| d["digest"] == digest.to_string());
+        if !listed {
+            let mut descriptor = Descriptor::new(media_type, digest.clone(), size);
+            descriptor.artifact_type = parsed
+                .artifact_type
+                .clone()
+                .or_else(|| parsed.config.as_ref().map(|c| c.media_type.clone()));
+            descriptor.annotations = parsed.annotations.clone();
+            index["manifests"]
+                .as_array_mut()
+                .expect("checked above")
+                .push(serde_json::to_value(descriptor).expect("descriptor serializes"));
+            let body = serde_json::to_vec(&index).expect("index serializes");
+            self.put_manifest(&tag, media_type::OCI_INDEX, Bytes::from(body))
+                .await?;
+        }
+        Ok(digest)
+    }
+
+    /// PUTs a manifest; returns its digest and whether the registry
+    /// answered with `OCI-Subject` (it indexed the manifest's subject).
+    async fn put_manifest_answer(
+        &self,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<(Digest, bool)> {
         let by_digest = check_reference(reference)?;
         let algorithm = by_digest
             .as_ref()
@@ -185,7 +266,8 @@ impl Repository {
                 actual: reported,
             });
         }
-        Ok(digest)
+        let indexed = response.headers().contains_key("oci-subject");
+        Ok((digest, indexed))
     }
 }
 

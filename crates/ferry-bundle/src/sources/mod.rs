@@ -10,6 +10,7 @@
 //! - [`resolve`]: walks an entry's graph from its root (index -> manifests
 //!   -> config and layers), applies the platform filter, and lists the
 //!   blobs still to fetch.
+//! - [`referrers`]: the signatures, SBOMs and attestations of an image.
 //! - [`docker_archive`], [`chart`], [`artifact`], [`http`]: the sources
 //!   that need converting or building into OCI form.
 
@@ -18,6 +19,7 @@ pub mod chart;
 pub mod docker_archive;
 pub mod http;
 pub mod layout;
+pub mod referrers;
 pub mod resolve;
 pub mod tarfs;
 

@@ -72,14 +72,14 @@ fn skopeo() -> Command {
 }
 
 /// Debian's docker-registry (CNCF Distribution 2.8.2) on a free loopback port.
-struct Distribution {
+pub struct Distribution {
     child: std::process::Child,
-    addr: String,
+    pub addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Distribution {
-    fn start() -> Distribution {
+    pub fn start() -> Distribution {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

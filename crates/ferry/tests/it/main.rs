@@ -8,6 +8,7 @@ mod crash;
 mod disk_full;
 mod images;
 mod netboot;
+mod referrers;
 mod registry_clients;
 mod slow_link;
 
