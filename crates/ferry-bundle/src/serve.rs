@@ -2,7 +2,8 @@
 //! bundle file, for a site that only needs to pull (or to look before
 //! loading). Repositories are the entries' target repositories; tags are
 //! their tags; every manifest and blob of an entry is readable by digest
-//! in its repository. Writes are refused with `UNSUPPORTED`.
+//! in its repository; the referrers API lists the bundle's `referrer`
+//! entries by their subject. Writes are refused with `UNSUPPORTED`.
 //!
 //! Paths are parsed, ranges answered and errors shaped by the same code as
 //! the embedded registry (`ferry_registry::{route, range, error}`).
@@ -17,12 +18,13 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use ferry_client::BlobSource;
-use ferry_oci::Digest;
+use ferry_oci::{Descriptor, Digest, ParsedManifest, media_type};
 use ferry_registry::error::RegistryError;
 use ferry_registry::range::{self, RangeAnswer};
 use ferry_registry::route::Route;
 use ferry_store::StoreError;
 
+use crate::format::EntryKind;
 use crate::graph::{self, GraphError};
 use crate::reader::Bundle;
 
@@ -33,6 +35,8 @@ struct Repo {
     /// Manifest digests and their media types.
     manifests: BTreeMap<Digest, String>,
     blobs: BTreeSet<Digest>,
+    /// Referrer entries by subject, as the referrers API lists them.
+    referrers: BTreeMap<Digest, Vec<Descriptor>>,
 }
 
 struct Served {
@@ -56,6 +60,24 @@ pub fn router(bundle: Arc<Bundle>) -> Result<Router, GraphError> {
         }
         repo.blobs
             .extend(graph.blobs.iter().map(|b| b.digest.clone()));
+        if entry.kind == EntryKind::Referrer
+            && let Some((desc, bytes)) = graph.manifests.last()
+            && let Ok(parsed) = ParsedManifest::parse(bytes, Some(&desc.media_type))
+            && let Some(subject) = &parsed.subject
+        {
+            // The descriptor the distribution-spec asks for in the list.
+            let mut listed =
+                Descriptor::new(desc.media_type.clone(), desc.digest.clone(), desc.size);
+            listed.artifact_type = parsed
+                .artifact_type
+                .clone()
+                .or_else(|| parsed.config.as_ref().map(|c| c.media_type.clone()));
+            listed.annotations = parsed.annotations.clone();
+            repo.referrers
+                .entry(subject.digest.clone())
+                .or_default()
+                .push(listed);
+        }
     }
     let state = Arc::new(Served { bundle, repos });
     Ok(Router::new()
@@ -74,7 +96,14 @@ async fn handle(State(served): State<Arc<Served>>, request: Request) -> Response
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut response = match answer(&served, &method, &path, range.as_deref()).await {
+    let artifact_type = request.uri().query().and_then(artifact_type_filter);
+    let asked = Asked {
+        method: &method,
+        path: &path,
+        range: range.as_deref(),
+        artifact_type: artifact_type.as_deref(),
+    };
+    let mut response = match answer(&served, &asked).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -85,12 +114,24 @@ async fn handle(State(served): State<Arc<Served>>, request: Request) -> Response
     response
 }
 
-async fn answer(
-    served: &Served,
-    method: &Method,
-    path: &str,
-    range_header: Option<&str>,
-) -> Result<Response, RegistryError> {
+/// The parts of a request an answer depends on.
+struct Asked<'a> {
+    method: &'a Method,
+    path: &'a str,
+    range: Option<&'a str>,
+    /// The referrers API's `artifactType` filter (empty asks for none).
+    artifact_type: Option<&'a str>,
+}
+
+fn artifact_type_filter(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "artifactType")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+async fn answer(served: &Served, asked: &Asked<'_>) -> Result<Response, RegistryError> {
+    let (method, path, range_header) = (asked.method, asked.path, asked.range);
     let rest = path.strip_prefix("/v2").unwrap_or_default();
     let route = Route::parse(rest.strip_prefix('/').unwrap_or(rest))?;
     if method != Method::GET && method != Method::HEAD {
@@ -173,7 +214,41 @@ async fn answer(
                 .body(body)
                 .expect("valid response"))
         }
-        Route::Upload { .. } | Route::Referrers { .. } => Err(RegistryError::Unsupported),
+        Route::Referrers { name, digest } => {
+            let subject: Digest = digest
+                .parse()
+                .map_err(|e: ferry_oci::DigestError| RegistryError::DigestInvalid(e.to_string()))?;
+            let listed: Vec<&Descriptor> = served
+                .repos
+                .get(&name)
+                .and_then(|repo| repo.referrers.get(&subject))
+                .into_iter()
+                .flatten()
+                .filter(|d| {
+                    asked
+                        .artifact_type
+                        .is_none_or(|t| d.artifact_type.as_deref() == Some(t))
+                })
+                .collect();
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": media_type::OCI_INDEX,
+                "manifests": listed,
+            });
+            let mut response = (
+                [(header::CONTENT_TYPE, media_type::OCI_INDEX)],
+                serde_json::to_vec(&index).expect("index serializes"),
+            )
+                .into_response();
+            if asked.artifact_type.is_some() {
+                response.headers_mut().insert(
+                    "OCI-Filters-Applied",
+                    HeaderValue::from_static("artifactType"),
+                );
+            }
+            Ok(response)
+        }
+        Route::Upload { .. } => Err(RegistryError::Unsupported),
     }
 }
 

@@ -1,9 +1,12 @@
 //! Signatures, SBOMs and attestations travel with their image: a source
 //! registry holds a multi-arch image with an OCI 1.1 referrer on its index,
 //! another on one platform's manifest, and a cosign-style `.sig` tag;
-//! `referrers: true` carries all three; the push makes them findable in
-//! ferry's registry (referrers API) and in Distribution 2.8 (no API: the
-//! referrers tag schema's index).
+//! `referrers: true` carries all three; `bundle serve` lists them, and the
+//! push makes them findable in ferry's registry (referrers API) and in
+//! Distribution 2.8 (no API: the referrers tag schema's index).
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 
 use ferry_oci::{Digest, media_type};
 
@@ -207,6 +210,37 @@ fn signatures_and_sboms_travel_with_their_image() {
     ok(ferry()
         .current_dir(dir)
         .args(["bundle", "verify", "site.ferry"]));
+
+    // Served straight from the bundle: the referrers API answers too.
+    let mut serve = ferry()
+        .current_dir(dir)
+        .args(["bundle", "serve", "--listen", "127.0.0.1:0", "site.ferry"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut stdout = BufReader::new(serve.stdout.take().unwrap());
+    stdout.read_line(&mut banner).unwrap();
+    // Keep reading: the server prints its entries after the banner.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addr = banner
+        .strip_prefix("ferry registry on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected banner {banner:?}"))
+        .to_string();
+    let served = Registry::new(&addr);
+    assert_eq!(
+        served.referrers("team/app", &index_digest),
+        vec![signature.to_string()]
+    );
+    let (status, body) = served.get(
+        &format!("team/app/referrers/{child_digest}?artifactType={SIGNATURE_TYPE}"),
+        media_type::OCI_INDEX,
+    );
+    assert_eq!((status, listed(&body)), (200, vec![]), "filtered out");
+    let _ = serve.kill();
+    let _ = serve.wait();
 
     // Into ferry's registry: the referrers API lists them.
     let target = Server::start(&dir.join("target-state"), &[]);
