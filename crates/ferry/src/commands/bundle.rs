@@ -459,12 +459,14 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .manifest
         .entries
         .iter()
-        .map(|e| {
-            format!(
-                "{}:{}",
+        .map(|e| match &e.tag {
+            Some(tag) => format!("{}:{tag}", e.repository),
+            None => format!(
+                "{}@{} ({})",
                 e.repository,
-                e.tag.as_deref().unwrap_or("(by digest)")
-            )
+                e.descriptor.digest,
+                e.kind.as_str()
+            ),
         })
         .collect();
     let router = ferry_bundle::serve::router(bundle)
