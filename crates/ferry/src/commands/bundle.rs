@@ -372,14 +372,25 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             report.manifests_pushed,
             report.manifests_skipped
         );
-        if let Some(dir) = site_files.first().and_then(|f| f.parent()) {
+        if !site_files.is_empty() {
             println!(
                 "site files (relocated manifests, containerd hosts.toml, registries.yaml) under {}",
-                dir.display()
+                site_dir(&args).display()
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the site files go: `--out`, else `<bundle stem>-site`.
+fn site_dir(args: &PushArgs) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .bundle
+            .file_stem()
+            .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}-site"))
+    })
 }
 
 /// The relocated manifests and mirror configuration for what was pushed.
@@ -398,13 +409,7 @@ async fn write_site_files(
         skip_verify: args.insecure && ping.base_url.starts_with("https"),
         base_url: ping.base_url,
     };
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .bundle
-            .file_stem()
-            .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from(format!("{stem}-site"))
-    });
+    let out = site_dir(args);
     let repository_of = |entry: &ferry_bundle::Entry| {
         ferry_bundle::push::target_repository(entry, &args.to, &args.map)
             .unwrap_or_else(|_| entry.repository.clone())

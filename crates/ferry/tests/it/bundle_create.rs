@@ -179,6 +179,10 @@ fn create_sign_verify_and_create_again_without_downloading() {
         "push-state",
     ]));
     assert!(pushed.contains("signed by key"), "{pushed}");
+    assert!(
+        pushed.ends_with("registries.yaml) under site-site\n"),
+        "{pushed}"
+    );
 
     // Again, to another file, as JSON: nothing downloaded, same bytes.
     let report = ok(create(dir).args([
