@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with Rust installed:
-# installs the Debian packages the tests use, then checks formatting and
-# lints, then runs every test. `.ci/run` calls exactly this.
+# installs the Debian packages and the Python packages the tests use, then
+# checks formatting and lints, then runs every test. `.ci/run` calls exactly
+# this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
     echo "all ${#wanted[@]} installed"
 fi
+
+log "Python packages (scripts/python-requirements.txt) in target/test-venv"
+venv=$PWD/target/test-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/python-requirements.txt
+export FERRY_TEST_PYTHON=$venv/bin/python
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

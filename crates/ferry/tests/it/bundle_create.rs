@@ -18,6 +18,17 @@ use crate::{Server, ferry, ok, run};
 const CREATE: &[&str] = &["bundle", "create"];
 const KEYGEN: &[&str] = &["bundle", "keygen"];
 
+/// `oras pull` with oras-py: HOST REFERENCE OUTDIR.
+const ORAS_PULL: &str = "
+import sys
+try:
+    import oras.client
+except ImportError:
+    sys.exit('oras-py is missing: scripts/test.sh installs it (pip install oras)')
+client = oras.client.OrasClient(hostname=sys.argv[1], insecure=True)
+client.pull(target=sys.argv[2], outdir=sys.argv[3])
+";
+
 fn create(dir: &Path) -> Command {
     let mut c = ferry();
     c.current_dir(dir)
@@ -182,6 +193,20 @@ fn create_sign_verify_and_create_again_without_downloading() {
     assert!(
         pushed.ends_with("registries.yaml) under site-site\n"),
         "{pushed}"
+    );
+    // A third-party ORAS client (oras-py) pulls the file as it went in.
+    let pulled = dir.join("oras-pull");
+    ok(Command::new(crate::test_python())
+        .args([
+            "-c",
+            ORAS_PULL,
+            &target.addr,
+            &format!("{}/files/tool.bin:latest", target.addr),
+        ])
+        .arg(&pulled));
+    assert_eq!(
+        std::fs::read(pulled.join("tool.bin")).unwrap(),
+        std::fs::read(dir.join("tool.bin")).unwrap()
     );
 
     // Again, to another file, as JSON: nothing downloaded, same bytes.

@@ -21,6 +21,12 @@ pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
+/// The Python with the test's Python packages (scripts/test.sh sets
+/// `FERRY_TEST_PYTHON` to its venv), else `python3`.
+pub fn test_python() -> String {
+    std::env::var("FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// Runs a command to completion, panicking with its output if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()
