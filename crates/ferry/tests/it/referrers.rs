@@ -1,9 +1,10 @@
 //! Signatures, SBOMs and attestations travel with their image: a source
 //! registry holds a multi-arch image with an OCI 1.1 referrer on its index,
 //! another on one platform's manifest, and a cosign-style `.sig` tag;
-//! `referrers: true` carries all three; `bundle serve` lists them, and the
-//! push makes them findable in ferry's registry (referrers API) and in
-//! Distribution 2.8 (no API: the referrers tag schema's index).
+//! `referrers: true` carries all three; `bundle serve` and `bundle import`
+//! list them, and the push makes them findable in ferry's registry
+//! (referrers API) and in Distribution 2.8 (no API: the referrers tag
+//! schema's index).
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -265,6 +266,23 @@ fn signatures_and_sboms_travel_with_their_image() {
         vec![sbom.to_string()]
     );
     assert_eq!(t.manifest("site/team/app", &cosign_tag).unwrap().0, cosign);
+
+    // Imported into ferry's store without HTTP: the same answers.
+    ok(ferry().current_dir(dir).args([
+        "bundle",
+        "import",
+        "-q",
+        "--state",
+        "imported",
+        "site.ferry",
+    ]));
+    let imported = Server::start(&dir.join("imported"), &[]);
+    let i = Registry::new(&imported.addr);
+    assert_eq!(
+        i.referrers("team/app", &index_digest),
+        vec![signature.to_string()]
+    );
+    assert_eq!(i.manifest("team/app", &cosign_tag).unwrap().0, cosign);
 
     // Into Distribution 2.8 (no referrers API): the tag schema's index.
     let distribution = Distribution::start();
