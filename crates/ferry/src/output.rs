@@ -22,9 +22,31 @@ pub fn init_logging(global: &GlobalArgs) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogLine(Vec::new()))
         .with_target(false)
         .init();
+}
+
+/// One formatted log event, written out in one piece when tracing drops
+/// it (through [`crate::progress::write_log`], which keeps it clear of the
+/// progress bars).
+struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        crate::progress::write_log(&self.0);
+    }
 }
 
 /// The state directory: `--state`, `$FERRY_STATE`, `/var/lib/ferry` for

@@ -1,13 +1,31 @@
 //! Draws library progress ([`ferry_oci::progress::Progress`]) as
 //! indicatif bars on stderr: one bar per running task plus a total.
-//! Hidden when stderr is not a terminal or with `--quiet`.
+//! Hidden when stderr is not a terminal or with `--quiet`. Log lines
+//! written while bars are on screen go above them ([`write_log`]), so a
+//! warning (a retry, a resumed download) never tears a bar apart.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use ferry_oci::progress::Progress;
+
+/// The bars on screen, if any.
+static ON_SCREEN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Writes a log line to stderr, above the bars if some are drawn.
+pub fn write_log(line: &[u8]) {
+    let bars = ON_SCREEN.lock().expect("bars lock").clone();
+    let write = || {
+        let _ = std::io::stderr().lock().write_all(line);
+    };
+    match bars {
+        Some(multi) => multi.suspend(write),
+        None => write(),
+    }
+}
 
 pub struct Bars {
     multi: MultiProgress,
@@ -33,6 +51,9 @@ impl Bars {
             .progress_chars("=> "),
         );
         total.set_prefix(label.to_string());
+        if !quiet {
+            *ON_SCREEN.lock().expect("bars lock") = Some(multi.clone());
+        }
         Bars {
             multi,
             total,
@@ -42,6 +63,14 @@ impl Bars {
 
     pub fn finish(&self) {
         self.total.finish_and_clear();
+        ON_SCREEN.lock().expect("bars lock").take();
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        // Also on an early return that skipped `finish`.
+        ON_SCREEN.lock().expect("bars lock").take();
     }
 }
 
