@@ -8,10 +8,12 @@
 //! blob becomes visible), so anything found in the cache can be used
 //! without another look at the source. Writes stream: [`ContentCache::put`]
 //! and [`ContentCache::put_new`] read from a `Read` in 1 MiB pieces; async
-//! callers write into [`ContentCache::put_stream`]'s pipe, whose other end
+//! callers write into the pipe of [`ContentCache::put_stream`] (digest not
+//! known yet) or [`ContentCache::download`] (digest known), whose other end
 //! a blocking thread stores (the pipe holds at most 1 MiB).
 //!
-//! Downloads of blobs whose digest is known survive an interrupted run
+//! Downloads whose digest is known (registry blobs, URLs with a `sha256`)
+//! survive an interrupted run
 //! ([`ContentCache::download`]): each one writes into an upload session
 //! named after its digest, so a re-run (after a dropped connection, a
 //! Ctrl-C or a kill -9) finds the bytes already received and asks the
@@ -168,23 +170,18 @@ impl ContentCache {
         Ok((digest, size))
     }
 
-    /// A pipe whose read end is stored by a blocking thread: write the
-    /// blob into [`BlobPipe::writer`], then call [`BlobPipe::finish`].
-    /// With `expected`, the digest and size are verified; without, they
-    /// are computed.
-    pub fn put_stream(&self, expected: Option<(Digest, Option<u64>)>) -> BlobPipe {
+    /// A pipe whose read end is stored by a blocking thread: write a blob
+    /// whose digest is not known yet into [`BlobPipe::writer`], then call
+    /// [`BlobPipe::finish`], which returns the digest and size it hashed to.
+    /// (A blob whose digest is known goes through [`ContentCache::download`].)
+    pub fn put_stream(&self) -> BlobPipe {
         let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
         let cache = self.clone();
         let cancelled = Arc::new(AtomicBool::new(false));
         let flag = cancelled.clone();
         let task = tokio::task::spawn_blocking(move || {
             let mut reader = tokio_util::io::SyncIoBridge::new(reader);
-            match expected {
-                Some((digest, size)) => cache
-                    .put(&digest, size, &mut reader)
-                    .map(|size| (digest, size)),
-                None => cache.put_new_unless(&mut reader, &flag),
-            }
+            cache.put_new_unless(&mut reader, &flag)
         });
         BlobPipe {
             writer,
@@ -193,12 +190,16 @@ impl ContentCache {
         }
     }
 
-    /// Starts or resumes the download of a blob whose digest and size are
-    /// known; see the module documentation. The returned
+    /// Starts or resumes the download of a blob whose digest is known (and
+    /// its size, when known); see the module documentation. The returned
     /// [`Download::resumed`] hashes the bytes a previous run left: request
     /// the rest from `resumed.bytes()` on and write it into
     /// [`Download::writer`].
-    pub async fn download(&self, digest: &Digest, size: u64) -> Result<Download, CacheError> {
+    pub async fn download(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Download, CacheError> {
         let (writer, reader) = tokio::io::duplex(PIPE_BUFFER);
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let end = Arc::new(AtomicU8::new(End::Commit as u8));
@@ -229,12 +230,12 @@ impl ContentCache {
             };
             match (copied, End::from(flag.load(Ordering::SeqCst))) {
                 (Ok(()), End::Commit) => {
-                    let size = upload.commit(&digest, Some(size))?;
+                    let size = upload.commit(&digest, size)?;
                     Ok((digest, size))
                 }
                 // Bytes that did arrive are kept for the next run, when the
                 // session can be found again by its name.
-                (result, End::Keep) if named => {
+                (result, End::Keep) if named && upload.offset() > 0 => {
                     drop(upload);
                     result.and(Err(interrupted()))
                 }
@@ -268,7 +269,7 @@ impl ContentCache {
     fn open_download(
         &self,
         digest: &Digest,
-        size: u64,
+        size: Option<u64>,
     ) -> Result<(ferry_store::UploadWriter, bool), CacheError> {
         // Session ids are 32 hex digits; the digest's hash gives one that is
         // the same in every run and cannot collide with random ones in practice.
@@ -283,13 +284,13 @@ impl ContentCache {
             Err(e) => return Err(e.into()),
         };
         upload.set_algorithm(digest.algorithm())?;
-        if upload.offset() > size {
+        if size.is_some_and(|size| upload.offset() > size) {
             // Not a prefix of this blob: start over.
             upload.abandon();
             upload = self.store.resume_or_start_upload(REPOSITORY, &id)?;
             upload.set_algorithm(digest.algorithm())?;
         }
-        if upload.offset() > size {
+        if size.is_some_and(|size| upload.offset() > size) {
             tracing::info!(
                 "{digest}: resuming the download at byte {}",
                 upload.offset()

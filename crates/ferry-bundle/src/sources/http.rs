@@ -8,6 +8,11 @@
 //! - A body cut short is resumed with `Range: bytes=N-` and `If-Range`
 //!   (RFC 9110 14.2, 13.1.5); a server that answers `200` to that has its
 //!   first N bytes skipped.
+//! - With a `sha256`, the download also survives the process: it goes into
+//!   a cache session named after the digest ([`ContentCache::download`]),
+//!   and the next run asks only for the rest. Kept bytes that turn out
+//!   wrong (the file changed upstream) fail the digest; the download then
+//!   starts over once.
 //! - TLS is ferry-client's rustls set-up: the system roots plus a host's
 //!   CA file, or no verification for a host marked insecure. Basic auth is
 //!   sent to the configured host only (reqwest drops it on redirects to
@@ -26,7 +31,7 @@ use reqwest::header;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::cache::{CacheError, ContentCache};
+use crate::cache::{BlobPipe, CacheError, ContentCache, Download};
 use crate::sources::SourceError;
 
 const MEMO_KIND: &str = "url";
@@ -142,8 +147,12 @@ impl HttpSource {
             message,
         };
 
-        let mut pipe = cache.put_stream(expected.map(|d| (d.clone(), None)));
-        let mut received = 0u64;
+        let mut sink = match expected {
+            Some(digest) => Sink::Named(Box::new(cache.download(digest, None).await?)),
+            None => Sink::Plain(cache.put_stream()),
+        };
+        let resumed_at = sink.resumed();
+        let mut received = resumed_at;
         let mut total: Option<u64> = None;
         let mut validator: Option<(Option<String>, Option<String>)> = None;
         let mut attempt = 0;
@@ -239,10 +248,18 @@ impl HttpSource {
                         .map(str::to_string)
                 };
                 validator = Some((get(header::ETAG), get(header::LAST_MODIFIED)));
-                total = response.content_length();
+                // A 206 carries what is left after `received`.
+                total = response.content_length().map(|len| {
+                    if status == StatusCode::PARTIAL_CONTENT {
+                        received + len
+                    } else {
+                        len
+                    }
+                });
             }
             if !started {
                 progress.start(&id, &short_url(&parsed), total);
+                progress.advance(&id, resumed_at);
                 started = true;
             }
             let mut response = response;
@@ -258,7 +275,7 @@ impl HttpSource {
                         if chunk.is_empty() {
                             continue;
                         }
-                        if let Err(e) = pipe.writer.write_all(&chunk).await {
+                        if let Err(e) = sink.writer().write_all(&chunk).await {
                             break 'download Err(http_err(format!("storing the download: {e}")));
                         }
                         received += chunk.len() as u64;
@@ -297,12 +314,26 @@ impl HttpSource {
         }
         match outcome {
             Ok(None) => {
-                let _ = pipe.abort().await;
+                let _ = sink.abort(false).await;
                 let m = memo.expect("304 only with a memo");
                 Ok((m.digest, m.size, Fetched::NotModified))
             }
             Ok(Some((etag, last_modified))) => {
-                let (digest, size) = pipe.finish().await.map_err(|e| match e {
+                let stored = sink.finish().await;
+                if resumed_at > 0
+                    && matches!(
+                        stored,
+                        Err(CacheError::Store(
+                            StoreError::DigestMismatch { .. } | StoreError::SizeMismatch { .. }
+                        ))
+                    )
+                {
+                    // The kept bytes belong to an older file: the session is
+                    // gone with the mismatch, so this starts from byte 0.
+                    tracing::warn!("{url}: resumed download did not verify; downloading it again");
+                    return Box::pin(self.fetch(url, expected, cache, progress)).await;
+                }
+                let (digest, size) = stored.map_err(|e| match e {
                     CacheError::Store(StoreError::DigestMismatch { expected, actual }) => {
                         SourceError::Checksum {
                             what: url.to_string(),
@@ -324,9 +355,51 @@ impl HttpSource {
                 Ok((digest, size, Fetched::Downloaded))
             }
             Err(e) => {
-                let _ = pipe.abort().await;
+                // What arrived is kept for the next run when it can find it.
+                let _ = sink.abort(true).await;
                 Err(e)
             }
+        }
+    }
+}
+
+/// Where a download goes: with a known digest, a cache session named after
+/// it that a later run resumes; without, a plain pipe into the cache.
+enum Sink {
+    /// Boxed: it holds a hash state, far larger than a pipe.
+    Named(Box<Download>),
+    Plain(BlobPipe),
+}
+
+impl Sink {
+    /// Bytes an earlier run left.
+    fn resumed(&self) -> u64 {
+        match self {
+            Sink::Named(d) => d.resumed.bytes(),
+            Sink::Plain(_) => 0,
+        }
+    }
+
+    fn writer(&mut self) -> &mut tokio::io::DuplexStream {
+        match self {
+            Sink::Named(d) => &mut d.writer,
+            Sink::Plain(p) => &mut p.writer,
+        }
+    }
+
+    async fn finish(self) -> Result<(Digest, u64), CacheError> {
+        match self {
+            Sink::Named(d) => d.finish().await,
+            Sink::Plain(p) => p.finish().await,
+        }
+    }
+
+    /// Gives up; `keep` keeps a named session's bytes for the next run.
+    async fn abort(self, keep: bool) -> Result<(Digest, u64), CacheError> {
+        match self {
+            Sink::Named(d) if keep => d.keep().await,
+            Sink::Named(d) => d.discard().await,
+            Sink::Plain(p) => p.abort().await,
         }
     }
 }

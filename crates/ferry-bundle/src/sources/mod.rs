@@ -240,7 +240,9 @@ impl Origin {
     ) -> Result<(), SourceError> {
         match self {
             Origin::Registry(repo) => loop {
-                let mut download = cache.download(&descriptor.digest, descriptor.size).await?;
+                let mut download = cache
+                    .download(&descriptor.digest, Some(descriptor.size))
+                    .await?;
                 let resumed_at = download.resumed.bytes();
                 let fetched = repo
                     .fetch_blob_after(

@@ -1,8 +1,8 @@
 //! `ferry bundle create` and `ferry bundle keygen` as users run them:
 //! from `ferry serve` filled with `ferry copy`, a local file and
 //! manifests; signed, checked by `ferry bundle verify --json` and
-//! `inspect`; made again without a download; a download cut by kill -9
-//! resumed where it stopped; bad specs and unreachable sources exit 2 with
+//! `inspect`; made again without a download; a download (registry blob or
+//! URL) cut by kill -9 resumed where it stopped; bad specs and unreachable sources exit 2 with
 //! a message that says what to do.
 
 use std::path::Path;
@@ -400,6 +400,7 @@ fn create_resumes_a_download_cut_by_kill_9() {
     let size = 96 * 1024 * 1024u64;
     let big = bytes(31, size as usize);
     let layer = layout.blob(ferry_oci::media_type::OCI_LAYER_GZIP, &big);
+    let layer_digest = layer["digest"].as_str().unwrap().to_string();
     drop(big);
     let config = layout.blob(
         ferry_oci::media_type::OCI_CONFIG,
@@ -516,5 +517,29 @@ fn create_resumes_a_download_cut_by_kill_9() {
     std::fs::write(&data, damaged).unwrap();
     let summary = ok(&mut create());
     assert!(summary.contains("wrote site.ferry"), "{summary}");
+    verify();
+
+    // A file by URL with a sha256 resumes the same way (the registry's blob
+    // URL stands in for any HTTP server that answers ranges).
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        format!(
+            "files:\n  - url: http://{}/v2/team/big/blobs/{layer_digest}\n    sha256: {}\n    name: big.bin\n",
+            link.addr,
+            layer_digest.strip_prefix("sha256:").unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(dir.join("state/cache")).unwrap();
+    std::fs::remove_file(dir.join("site.ferry")).unwrap();
+    let kept = kill_mid_download();
+    let before = link.downloaded();
+    let summary = ok(&mut create());
+    assert!(summary.contains("1 file"), "{summary}");
+    let fetched = link.downloaded() - before;
+    assert!(
+        fetched <= size - kept + overhead,
+        "fetched {fetched} bytes of the URL again with {kept} of {size} kept"
+    );
     verify();
 }
