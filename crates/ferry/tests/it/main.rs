@@ -21,10 +21,19 @@ pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
-/// The Python with the test's Python packages (scripts/test.sh sets
-/// `FERRY_TEST_PYTHON` to its venv), else `python3`.
-pub fn test_python() -> String {
-    std::env::var("FERRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+/// The Python with the tests' Python packages: `FERRY_TEST_PYTHON` (set by
+/// scripts/test.sh), else the venv scripts/test.sh made in `target/`, else
+/// `python3`.
+pub fn test_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("FERRY_TEST_PYTHON") {
+        return python.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
 }
 
 /// Runs a command to completion, panicking with its output if it cannot start.
