@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ferry_bundle::Bundle;
-use ferry_bundle::push::{OnExistingTag, PushError, PushOptions, Target, push};
+use ferry_bundle::push::{OnExistingTag, PushError, PushOptions, PushReport, Target, push};
 use ferry_bundle::writer::{Plan, WriteOptions, write_bundle};
 use ferry_client::{Client, ClientOptions, HostConfig};
 use ferry_oci::progress::NoProgress;
@@ -23,6 +23,25 @@ struct Served {
 impl Drop for Served {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl Served {
+    /// Pushes `bundle` into this registry with the default options.
+    async fn push_defaults(
+        &self,
+        bundle: Arc<Bundle>,
+        target: &Target,
+    ) -> Result<PushReport, PushError> {
+        let options = PushOptions::default();
+        push(
+            bundle,
+            &client(&self.host),
+            target,
+            &options,
+            Arc::new(NoProgress),
+        )
+        .await
     }
 }
 
@@ -77,15 +96,7 @@ async fn push_lands_every_entry_with_its_digests_and_repush_sends_nothing() {
     let bundle = bundle_of(dir.path(), &[1, 2]);
     let reg = registry().await;
     let target: Target = format!("{}/site", reg.host).parse().unwrap();
-    let report = push(
-        bundle.clone(),
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = reg.push_defaults(bundle.clone(), &target).await.unwrap();
     assert_eq!(report.blobs_uploaded, 4, "{report:?}");
     assert_eq!(report.manifests_pushed, 2);
     for entry in &bundle.manifest.entries {
@@ -100,15 +111,7 @@ async fn push_lands_every_entry_with_its_digests_and_repush_sends_nothing() {
             .expect("tag pushed");
         assert_eq!(got.digest, entry.descriptor.digest);
     }
-    let again = push(
-        bundle,
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let again = reg.push_defaults(bundle, &target).await.unwrap();
     assert_eq!(again.blobs_uploaded, 0);
     assert_eq!(again.bytes_sent, 0);
     assert_eq!(again.blobs_skipped, 4);
@@ -138,15 +141,10 @@ async fn a_corrupt_blob_is_never_committed_and_is_named() {
     let bundle = Arc::new(Bundle::open(&path).unwrap());
     let reg = registry().await;
     let target: Target = reg.host.parse().unwrap();
-    let err = push(
-        bundle.clone(),
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = reg
+        .push_defaults(bundle.clone(), &target)
+        .await
+        .unwrap_err();
     assert!(matches!(err, PushError::BlobsFailed { .. }), "{err}");
     assert!(err.to_string().contains(&layer.digest.to_string()), "{err}");
     assert_eq!(
@@ -167,15 +165,7 @@ async fn existing_tags_follow_the_policy() {
     let first = bundle_of(&dir.path().join("a"), &[4]);
     let reg = registry().await;
     let target: Target = reg.host.parse().unwrap();
-    push(
-        first.clone(),
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    reg.push_defaults(first.clone(), &target).await.unwrap();
     // Same repository and tag, other content.
     let other_dir = dir.path().join("b");
     let (cache, mut entry) = cache_with_image(&other_dir, 9);
@@ -217,15 +207,7 @@ async fn existing_tags_follow_the_policy() {
     .await
     .unwrap();
     assert_eq!(report.tags[0].outcome, "kept");
-    let report = push(
-        other,
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = reg.push_defaults(other, &target).await.unwrap();
     assert_eq!(report.tags[0].outcome, "overwritten");
 }
 
@@ -280,38 +262,14 @@ async fn delta_bundle_needs_its_base_on_the_target() {
     assert_eq!(delta.manifest.blobs.len(), 1, "only the manifest");
     let reg = registry().await;
     let target: Target = reg.host.parse().unwrap();
-    let err = push(
-        delta.clone(),
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap_err();
+    let err = reg.push_defaults(delta.clone(), &target).await.unwrap_err();
     assert!(
         matches!(err, PushError::BaseMissing { missing: 2, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("push base.ferry first"), "{err}");
-    push(
-        Arc::new(base),
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
-    push(
-        delta,
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    reg.push_defaults(Arc::new(base), &target).await.unwrap();
+    reg.push_defaults(delta, &target).await.unwrap();
 }
 
 #[tokio::test]
@@ -320,15 +278,7 @@ async fn an_entry_already_there_costs_one_lookup_and_lends_its_blobs_for_mounts(
     let reg = registry().await;
     let target: Target = reg.host.parse().unwrap();
     let first = bundle_of(&dir.path().join("a"), &[5]);
-    push(
-        first.clone(),
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    reg.push_defaults(first.clone(), &target).await.unwrap();
     // The same image again, plus a copy of it bound for another repository.
     let second_dir = dir.path().join("b");
     let (cache, entry) = cache_with_image(&second_dir, 5);
@@ -343,15 +293,7 @@ async fn an_entry_already_there_costs_one_lookup_and_lends_its_blobs_for_mounts(
     };
     write_bundle(&plan, &cache, &out, &WriteOptions::default(), &NoProgress).unwrap();
     let second = Arc::new(Bundle::open(&out).unwrap());
-    let report = push(
-        second,
-        &client(&reg.host),
-        &target,
-        &PushOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let report = reg.push_defaults(second, &target).await.unwrap();
     // The bundle's blobs less its one manifest: the config and the layer.
     let blobs = first.manifest.blobs.len() - 1;
     assert_eq!(report.bytes_sent, 0, "{report:?}");
