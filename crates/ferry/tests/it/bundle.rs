@@ -14,7 +14,7 @@ use ferry_store::{Limits, Store};
 
 use crate::images::{Layout, bytes, standard};
 use crate::slow_link::SlowLink;
-use crate::{Server, ferry, ok, run};
+use crate::{Server, ferry, jitter, kill_when, largest_upload, ok, run};
 
 /// Writes a bundle of `tags` from the OCI layout at `layout`.
 pub fn bundle_from_layout(
@@ -320,48 +320,14 @@ fn push_survives_kill_9_and_resends_only_what_was_missing() {
     };
     // Bytes of the layer the registry holds in its upload session so far.
     let uploads = server.state.join("registry/uploads");
-    let received = || -> u64 {
-        std::fs::read_dir(&uploads)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::metadata(e.path().join("data")).ok())
-                    .map(|m| m.len())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
-    };
+    let received = || largest_upload(&uploads);
     // Kill it three times, each time once the upload has gone further, at a
     // point that differs from run to run.
     let size = 160 * 1024 * 1024u64;
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let jitter = jitter();
     for k in 1..=3u64 {
         let kill_at = k * size / 4 + (jitter * k) % (size / 8);
-        let mut child = push()
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        while received() < kill_at
-            && child.try_wait().unwrap().is_none()
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "run {k} ended before it could be killed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        child.kill().unwrap();
-        let _ = child.wait();
+        kill_when(&mut push(), kill_at, received);
     }
     let at_kill = received();
     let out = run(&mut push());

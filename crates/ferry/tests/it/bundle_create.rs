@@ -6,12 +6,11 @@
 //! a message that says what to do.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::images::{Layout, bytes, standard};
 use crate::slow_link::SlowLink;
-use crate::{Server, ferry, ok, run};
+use crate::{Server, ferry, jitter, kill_when, largest_upload, ok, run};
 
 /// `ferry bundle create` (wired as a hidden top-level command until it
 /// joins `ferry bundle`; then this becomes `["bundle", "create"]`).
@@ -432,45 +431,10 @@ fn create_resumes_a_download_cut_by_kill_9() {
     };
     // Bytes of the layer the cache holds in its download session so far.
     let uploads = dir.join("state/cache/uploads");
-    let received = || -> u64 {
-        std::fs::read_dir(&uploads)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::metadata(e.path().join("data")).ok())
-                    .map(|m| m.len())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
-    };
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    let kill_at = size / 3 + jitter % (size / 3);
+    let received = || largest_upload(&uploads);
+    let kill_at = size / 3 + jitter() % (size / 3);
     let kill_mid_download = || {
-        let mut child = create()
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while received() < kill_at
-            && child.try_wait().unwrap().is_none()
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "create ended before it could be killed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        child.kill().unwrap();
-        let _ = child.wait();
+        kill_when(&mut create(), kill_at, received);
         let kept = received();
         assert!(kept >= kill_at, "{kept} bytes kept, killed after {kill_at}");
         assert!(

@@ -36,6 +36,55 @@ pub fn test_python() -> PathBuf {
     }
 }
 
+/// Bytes held by the largest upload session under a store's `uploads/`
+/// directory (0 if there is none): how far a transfer into it has come.
+pub fn largest_upload(uploads: &Path) -> u64 {
+    std::fs::read_dir(uploads)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::metadata(e.path().join("data")).ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// A number that differs from run to run, for kill points.
+pub fn jitter() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+/// Starts `cmd`, and SIGKILLs it as soon as `progress()` reaches `at`;
+/// panics if it ends by itself first (the kill would test nothing).
+pub fn kill_when(cmd: &mut Command, at: u64, progress: impl Fn() -> u64) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while progress() < at
+        && child.try_wait().unwrap().is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_some() {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "{cmd:?} ended before it could be killed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
 /// Runs a command to completion, panicking with its output if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output()

@@ -243,19 +243,24 @@ fn signatures_and_sboms_travel_with_their_image() {
     let _ = serve.kill();
     let _ = serve.wait();
 
+    // `ferry bundle push site.ferry --to ADDR/site`.
+    let push_to = |addr: &str| {
+        ok(ferry().current_dir(dir).args([
+            "bundle",
+            "push",
+            "-q",
+            "--insecure",
+            "--state",
+            "push-state",
+            "--to",
+            &format!("{addr}/site"),
+            "site.ferry",
+        ]));
+    };
+
     // Into ferry's registry: the referrers API lists them.
     let target = Server::start(&dir.join("target-state"), &[]);
-    ok(ferry().current_dir(dir).args([
-        "bundle",
-        "push",
-        "-q",
-        "--insecure",
-        "--state",
-        "push-state",
-        "--to",
-        &format!("{}/site", target.addr),
-        "site.ferry",
-    ]));
+    push_to(&target.addr);
     let t = Registry::new(&target.addr);
     assert_eq!(
         t.referrers("site/team/app", &index_digest),
@@ -286,17 +291,7 @@ fn signatures_and_sboms_travel_with_their_image() {
 
     // Into Distribution 2.8 (no referrers API): the tag schema's index.
     let distribution = Distribution::start();
-    ok(ferry().current_dir(dir).args([
-        "bundle",
-        "push",
-        "-q",
-        "--insecure",
-        "--state",
-        "push-state",
-        "--to",
-        &format!("{}/site", distribution.addr),
-        "site.ferry",
-    ]));
+    push_to(&distribution.addr);
     let d = Registry::new(&distribution.addr);
     let fallback = |subject: &Digest| {
         let (_, body) = d
