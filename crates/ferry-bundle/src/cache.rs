@@ -290,7 +290,7 @@ impl ContentCache {
             upload = self.store.resume_or_start_upload(REPOSITORY, &id)?;
             upload.set_algorithm(digest.algorithm())?;
         }
-        if size.is_some_and(|size| upload.offset() > size) {
+        if upload.offset() > 0 {
             tracing::info!(
                 "{digest}: resuming the download at byte {}",
                 upload.offset()

@@ -65,14 +65,7 @@ pub fn router(bundle: Arc<Bundle>) -> Result<Router, GraphError> {
             && let Ok(parsed) = ParsedManifest::parse(bytes, Some(&desc.media_type))
             && let Some(subject) = &parsed.subject
         {
-            // The descriptor the distribution-spec asks for in the list.
-            let mut listed =
-                Descriptor::new(desc.media_type.clone(), desc.digest.clone(), desc.size);
-            listed.artifact_type = parsed
-                .artifact_type
-                .clone()
-                .or_else(|| parsed.config.as_ref().map(|c| c.media_type.clone()));
-            listed.annotations = parsed.annotations.clone();
+            let listed = parsed.referrer_descriptor(desc.digest.clone(), desc.size);
             repo.referrers
                 .entry(subject.digest.clone())
                 .or_default()

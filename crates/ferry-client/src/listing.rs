@@ -201,8 +201,7 @@ impl Repository {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Referrers> {
-        let hex = subject.hex();
-        let tag = format!("{}-{}", subject.algorithm(), &hex[..hex.len().min(64)]);
+        let tag = referrers_tag(subject);
         let mut descriptors = match self.get_manifest(&tag).await {
             Ok(index) => parse_index(&tag, &index.bytes)?,
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Vec::new(),
@@ -217,6 +216,14 @@ impl Repository {
             from_tag_schema: true,
         })
     }
+}
+
+/// The tag under which a registry without the referrers API keeps the
+/// referrers of `subject` (distribution-spec 1.1 "Referrers Tag Schema":
+/// `<alg>-<ref>`, the hex truncated to 64 characters).
+pub(crate) fn referrers_tag(subject: &Digest) -> String {
+    let hex = subject.hex();
+    format!("{}-{}", subject.algorithm(), &hex[..hex.len().min(64)])
 }
 
 fn parse_index(what: impl std::fmt::Display, body: &[u8]) -> Result<Vec<Descriptor>> {

@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 
 use crate::client::Request;
 use crate::error::{ClientError, Result, read_limited};
+use crate::listing::referrers_tag;
 use crate::repository::{Repository, content_digest, expect_status, header_str};
 
 /// Every manifest type ferry handles, for `Accept`.
@@ -184,12 +185,7 @@ impl Repository {
         if indexed {
             return Ok(digest);
         }
-        let hex = subject.digest.hex();
-        let tag = format!(
-            "{}-{}",
-            subject.digest.algorithm(),
-            &hex[..hex.len().min(64)]
-        );
+        let tag = referrers_tag(&subject.digest);
         let mut index = match self.get_manifest(&tag).await {
             Ok(index) => serde_json::from_slice::<serde_json::Value>(&index.bytes)
                 .ok()
@@ -212,12 +208,7 @@ impl Repository {
             .iter()
             .any(|d| d["digest"] == digest.to_string());
         if !listed {
-            let mut descriptor = Descriptor::new(media_type, digest.clone(), size);
-            descriptor.artifact_type = parsed
-                .artifact_type
-                .clone()
-                .or_else(|| parsed.config.as_ref().map(|c| c.media_type.clone()));
-            descriptor.annotations = parsed.annotations.clone();
+            let descriptor = parsed.referrer_descriptor(digest.clone(), size);
             index["manifests"]
                 .as_array_mut()
                 .expect("checked above")

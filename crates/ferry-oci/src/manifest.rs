@@ -189,6 +189,17 @@ impl ParsedManifest {
             .or(self.config.as_ref().map(|c| c.media_type.as_str()))
     }
 
+    /// How the referrers API lists this manifest (distribution-spec 1.1
+    /// "Listing Referrers"): its media type, digest and size, its effective
+    /// artifact type and its annotations.
+    pub fn referrer_descriptor(&self, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            artifact_type: self.effective_artifact_type().map(str::to_string),
+            annotations: self.annotations.clone(),
+            ..Descriptor::new(self.media_type.clone(), digest, size)
+        }
+    }
+
     /// Blobs this manifest needs in the same repository: config and layers,
     /// except foreign layers that live at their `urls`.
     pub fn blob_references(&self) -> impl Iterator<Item = &Descriptor> {

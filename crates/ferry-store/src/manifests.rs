@@ -115,11 +115,7 @@ impl Store {
         }
         let subject = parsed.subject.as_ref().map(|s| s.digest.clone());
         if let Some(subject) = &subject {
-            let descriptor = Descriptor {
-                artifact_type: parsed.effective_artifact_type().map(str::to_string),
-                annotations: parsed.annotations.clone(),
-                ..Descriptor::new(parsed.media_type.clone(), digest.clone(), body.len() as u64)
-            };
+            let descriptor = parsed.referrer_descriptor(digest.clone(), body.len() as u64);
             let path = self.layout().referrer(repo, subject, &digest);
             let json = serde_json::to_vec(&descriptor).expect("descriptor serializes");
             fsutil::write_atomic(&self.layout().tmp(), &path, &json).at(&path)?;

@@ -32,8 +32,7 @@ pub struct Found {
 }
 
 /// Finds what refers to `manifests` (every manifest of one image, its root
-/// `root` among them) in `repo`, with the manifests themselves put into
-/// `cache`.
+/// `root` among them) in `repo`; manifests the cache has are not fetched.
 pub async fn find(
     repo: &Repository,
     root: &Digest,
@@ -69,9 +68,11 @@ pub async fn find(
             .head_manifest(&tag)
             .await
             .map_err(registry_err(format!("looking for {tag}")))?;
-        if head.is_some() {
+        if let Some(info) = head {
+            // By digest when the registry says it: the cache may have it.
+            let reference = info.digest.map_or_else(|| tag.clone(), |d| d.to_string());
             found.push(Found {
-                manifest: fetch(repo, &tag, &what, cache).await?,
+                manifest: fetch(repo, &reference, &what, cache).await?,
                 tag: Some(tag),
             });
         }
@@ -80,6 +81,7 @@ pub async fn find(
 }
 
 /// A manifest by tag or digest, from the cache when it has it by digest.
+/// (What is fetched enters the cache when the caller resolves it.)
 async fn fetch(
     repo: &Repository,
     reference: &str,
@@ -98,11 +100,5 @@ async fn fetch(
             what: format!("fetching {reference}"),
             source,
         })?;
-    let root = RootManifest::new(m.digest, m.bytes.to_vec(), what)?;
-    cache.put(
-        &root.descriptor.digest,
-        Some(root.bytes.len() as u64),
-        &mut &root.bytes[..],
-    )?;
-    Ok(root)
+    RootManifest::new(m.digest, m.bytes.to_vec(), what)
 }
