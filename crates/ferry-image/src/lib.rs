@@ -14,4 +14,7 @@
 //!    input and output.
 
 pub mod boot;
+pub mod import;
 pub mod rootfs;
+pub mod source;
+pub mod spec;
