@@ -13,7 +13,9 @@
 //!    before the build reports success, and `manifest.json` records every
 //!    input and output.
 
+pub mod artifacts;
 pub mod boot;
+pub mod customize;
 pub mod import;
 pub mod rootfs;
 pub mod source;
