@@ -14,8 +14,10 @@
 //!    input and output.
 
 pub mod artifacts;
+pub mod assemble;
 pub mod boot;
 pub mod customize;
+pub mod fetch;
 pub mod import;
 pub mod rootfs;
 pub mod source;

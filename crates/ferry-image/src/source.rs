@@ -457,6 +457,39 @@ impl BaseImage {
     }
 }
 
+impl BaseImage {
+    /// Hashes layer `index`'s blob whole against its digest.
+    pub fn verify_layer_blob(&self, index: usize) -> Result<(), SourceError> {
+        let layer = &self.layers[index];
+        let what = format!(
+            "{}: layer {} ({})",
+            self.reference,
+            index + 1,
+            layer.descriptor.digest
+        );
+        let (reader, _) = self
+            .blobs
+            .open(&layer.descriptor.digest)
+            .map_err(|source| SourceError::Io {
+                what: what.clone(),
+                source,
+            })?
+            .ok_or_else(|| SourceError::MissingBlob {
+                what: self.reference.clone(),
+                digest: layer.descriptor.digest.clone(),
+            })?;
+        let mut verify = Verify::new(reader, layer.descriptor.digest.clone(), what.clone());
+        let check = verify.check.clone();
+        let copied = io::copy(&mut verify, &mut io::sink());
+        if let Some(Err(e)) = check.lock().expect("not poisoned").take() {
+            return Err(e);
+        }
+        copied
+            .map(drop)
+            .map_err(|source| SourceError::Io { what, source })
+    }
+}
+
 /// Reads a small blob (manifest, config) whole, verified.
 fn read_small(blobs: &dyn Blobs, digest: &Digest, reference: &str) -> Result<Vec<u8>, SourceError> {
     let what = format!("{reference}: blob {digest}");
@@ -592,18 +625,15 @@ impl Read for VerifiedLayer {
 
 impl VerifiedLayer {
     /// Reads whatever the tar reader left (padding after the end of the
-    /// archive) and returns the verdict of both digests. A digest error
-    /// wins over whatever error the caller met on the way: a corrupt blob
-    /// explains a broken tar.
-    pub fn finish(mut self, earlier: Option<SourceError>) -> Result<(), SourceError> {
+    /// archive) and returns the verdict of both digests. Call it also
+    /// when applying the layer failed: a digest error then explains the
+    /// broken tar better than the tar error does.
+    pub fn finish(mut self) -> Result<(), SourceError> {
         let drained = io::copy(&mut self.reader, &mut io::sink());
         for check in &self.checks {
             if let Some(Err(e)) = check.lock().expect("not poisoned").take() {
                 return Err(e);
             }
-        }
-        if let Some(e) = earlier {
-            return Err(e);
         }
         drained.map(drop).map_err(|source| SourceError::Io {
             what: self.reader.what.clone(),

@@ -1,0 +1,245 @@
+//! The netboot set: the image's kernel and initramfs with its
+//! `rootfs.squashfs`, and a `netboot.yaml` profile to paste into ferry's
+//! netboot configuration.
+//!
+//! The files are named as `ferry netboot`'s "plain" layout expects them
+//! (`vmlinuz`, `initrd.img`, `rootfs.squashfs`), so the set boots as
+//! `source: {dir: OUT/netboot}` or, pushed into ferry's store with
+//! `--push REPO:TAG`, as `source: {oci: REPO:TAG}`: an ORAS-style
+//! artifact (image-spec 1.1 "Guidelines for Artifact Usage", one layer per
+//! file titled `org.opencontainers.image.title`), the shape netboot's OCI
+//! source reads, so a built image is bootable over the network with no
+//! copy step. The kernel command line fetches the squashfs over the same
+//! HTTP server (`fetch=` for Debian's live-boot, `root=live:URL` for
+//! dracut's dmsquash-live on the RHEL family).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ferry_oci::digest::{Algorithm, Hasher};
+use ferry_oci::{Descriptor, Digest, media_type};
+use ferry_store::{ManifestRef, Store};
+
+use crate::boot::kernel::Kernel;
+use crate::rootfs::Rootfs;
+
+/// `artifactType` of a pushed netboot set.
+pub const NETBOOT_ARTIFACT_TYPE: &str = "application/vnd.ferry.netboot.v1";
+
+/// The files of the set, as named in it.
+pub const KERNEL: &str = "vmlinuz";
+pub const INITRD: &str = "initrd.img";
+pub const ROOTFS: &str = "rootfs.squashfs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetbootError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--push {reference}: {message}")]
+    Push { reference: String, message: String },
+    #[error(
+        "the image cannot boot a squashfs root over the network: its initramfs has neither Debian's live-boot nor dracut's dmsquash-live; add live-boot (Debian, Ubuntu) or dracut-live with dmsquash-live in the initramfs (RHEL, Rocky, Alma)"
+    )]
+    NoLiveBoot,
+}
+
+/// How the image's initramfs mounts a squashfs root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveBoot {
+    /// Debian's live-boot (`boot=live`).
+    LiveBoot,
+    /// dracut's dmsquash-live (`root=live:...`).
+    Dracut,
+}
+
+impl LiveBoot {
+    /// What the image has, if anything.
+    pub fn detect(rootfs: &Rootfs) -> Option<LiveBoot> {
+        let tree = rootfs.tree();
+        let has = |p: &str| {
+            tree.resolve_all(Path::new(p))
+                .ok()
+                .is_some_and(|r| tree.get(&r).is_some())
+        };
+        if has("usr/share/initramfs-tools/scripts/live") || has("usr/lib/live/boot") {
+            Some(LiveBoot::LiveBoot)
+        } else if has("usr/lib/dracut/modules.d/90dmsquash-live") {
+            Some(LiveBoot::Dracut)
+        } else {
+            None
+        }
+    }
+
+    /// The kernel arguments that boot the squashfs at `rootfs_url`.
+    pub fn network_args(self, rootfs_url: &str) -> String {
+        match self {
+            LiveBoot::LiveBoot => format!("boot=live fetch={rootfs_url} ip=dhcp"),
+            LiveBoot::Dracut => format!("root=live:{rootfs_url} rd.live.image rd.neednet=1 ip=dhcp"),
+        }
+    }
+}
+
+/// One file written, for the build report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SetFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: Digest,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NetbootReport {
+    pub files: Vec<SetFile>,
+    /// `REPO:TAG` and the manifest digest, when pushed.
+    pub pushed: Option<(String, Digest)>,
+}
+
+/// Writes the set into directory `dir` (created), the squashfs taken from
+/// `squashfs`; pushes it to `push` (`REPO:TAG`) in `store` if given.
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    rootfs: &Rootfs,
+    kernel: &Kernel,
+    squashfs: &Path,
+    name: &str,
+    cmdline_extra: &str,
+    dir: &Path,
+    push: Option<(&Store, &str)>,
+) -> Result<NetbootReport, NetbootError> {
+    let live = LiveBoot::detect(rootfs).ok_or(NetbootError::NoLiveBoot)?;
+    let io_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| NetbootError::Io { path, source }
+    };
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let kernel_out = dir.join(KERNEL);
+    let initrd_out = dir.join(INITRD);
+    let rootfs_out = dir.join(ROOTFS);
+    copy_out(rootfs, &kernel.kernel, &kernel_out).map_err(io_err(&kernel_out))?;
+    copy_out(rootfs, &kernel.initrd, &initrd_out).map_err(io_err(&initrd_out))?;
+    // A hard link when the squashfs is on the same filesystem: the set
+    // costs no second copy of the largest file.
+    let _ = fs::remove_file(&rootfs_out);
+    fs::hard_link(squashfs, &rootfs_out)
+        .or_else(|_| fs::copy(squashfs, &rootfs_out).map(drop))
+        .map_err(io_err(&rootfs_out))?;
+    let source = match push {
+        Some((_, reference)) => format!("{{oci: {reference}}}"),
+        None => format!("{{dir: {}}}", dir.display()),
+    };
+    let profile = format!(
+        "# Written by ferry image build: paste under `profiles:` in netboot.yaml.\n\
+         {name}:\n\
+         \x20 source: {source}\n\
+         \x20 cmdline: >-\n\
+         \x20   {} console=tty0 console=ttyS0,115200n8{}\n",
+        live.network_args("{{ files.rootfs }}"),
+        if cmdline_extra.is_empty() {
+            String::new()
+        } else {
+            format!(" {cmdline_extra}")
+        }
+    );
+    let profile_path = dir.join("netboot.yaml");
+    fs::write(&profile_path, profile).map_err(io_err(&profile_path))?;
+    let mut files = Vec::new();
+    for path in [&kernel_out, &initrd_out, &rootfs_out, &profile_path] {
+        let (sha256, size) = hash_file(path).map_err(io_err(path))?;
+        files.push(SetFile {
+            path: path.clone(),
+            size,
+            sha256,
+        });
+    }
+    let pushed = match push {
+        Some((store, reference)) => {
+            let digest = push_set(store, reference, &files[..3])?;
+            Some((reference.to_string(), digest))
+        }
+        None => None,
+    };
+    Ok(NetbootReport { files, pushed })
+}
+
+/// Copies image file `path` out of the stage.
+fn copy_out(rootfs: &Rootfs, path: &Path, out: &Path) -> io::Result<()> {
+    let mut from = rootfs.stage().open(path)?;
+    let mut to = fs::File::create(out)?;
+    io::copy(&mut from, &mut to)?;
+    to.sync_all()
+}
+
+/// sha256 and size of a file, streamed.
+pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
+    let mut hasher = Hasher::new(Algorithm::Sha256);
+    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
+    let size = hasher.bytes();
+    Ok((hasher.finish(), size))
+}
+
+/// Stores the set's three files as an artifact tagged `reference`.
+fn push_set(store: &Store, reference: &str, files: &[SetFile]) -> Result<Digest, NetbootError> {
+    let fail = |message: String| NetbootError::Push {
+        reference: reference.to_string(),
+        message,
+    };
+    let (repository, tag) = reference
+        .rsplit_once(':')
+        .filter(|(r, t)| {
+            !t.contains('/')
+                && ferry_oci::name::is_valid_repository(r)
+                && ferry_oci::name::is_valid_tag(t)
+        })
+        .ok_or_else(|| fail("expected REPOSITORY:TAG (e.g. os/debian-netboot:12)".into()))?;
+    let empty: &[u8] = b"{}";
+    let empty_digest = Digest::sha256(empty);
+    store
+        .put_blob(repository, &empty_digest, Some(2), &mut &empty[..])
+        .map_err(|e| fail(e.to_string()))?;
+    let mut layers = Vec::new();
+    for file in files {
+        let title = file
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut reader = fs::File::open(&file.path).map_err(|e| fail(e.to_string()))?;
+        store
+            .put_blob(repository, &file.sha256, Some(file.size), &mut reader)
+            .map_err(|e| fail(format!("{title}: {e}")))?;
+        let mut d = Descriptor::new("application/octet-stream", file.sha256.clone(), file.size);
+        d.annotations = Some(BTreeMap::from([(
+            media_type::ANNOTATION_TITLE.to_string(),
+            title,
+        )]));
+        layers.push(d);
+    }
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "artifactType": NETBOOT_ARTIFACT_TYPE,
+        "config": {
+            "mediaType": media_type::OCI_EMPTY,
+            "digest": empty_digest,
+            "size": 2,
+            "data": "e30=",
+        },
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest).expect("serializes");
+    store
+        .put_manifest(
+            repository,
+            &ManifestRef::Tag(tag.to_string()),
+            &bytes,
+            Some(media_type::OCI_MANIFEST),
+        )
+        .map(|p| p.digest)
+        .map_err(|e| fail(e.to_string()))
+}
