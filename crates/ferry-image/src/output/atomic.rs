@@ -4,8 +4,9 @@
 //! on POSIX file systems). An error or a crash leaves no half-written
 //! artifact under the real name; dropping an uncommitted file removes it.
 
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// A file being written to `target`; see the module docs.
@@ -21,9 +22,12 @@ impl AtomicFile {
         let name = target
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        // Artifacts are for sharing: 0644 (less the umask), not
+        // tempfile's private 0600.
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{}.", name.to_string_lossy()))
             .suffix(".partial")
+            .permissions(Permissions::from_mode(0o644))
             .tempfile_in(dir)?;
         Ok(AtomicFile {
             temp,

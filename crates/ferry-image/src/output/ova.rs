@@ -126,6 +126,8 @@ pub fn write(
     if !name_ok {
         return Err(OvaError::Name { name: name.clone() });
     }
+    // Refuse a bad appliance before the disk conversion, not after.
+    ovf::validate(&options.appliance)?;
     let disk_name = format!("{name}-disk-0.vmdk");
     let ovf_name = format!("{name}.ovf");
     let mf_name = format!("{name}.mf");

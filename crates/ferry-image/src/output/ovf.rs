@@ -445,7 +445,8 @@ fn product_section(x: &mut Xml, appliance: &Appliance) -> Result<(), OvfError> {
     Ok(())
 }
 
-fn validate(appliance: &Appliance) -> Result<(), OvfError> {
+/// Checks what [`descriptor`] would refuse, before anything is written.
+pub fn validate(appliance: &Appliance) -> Result<(), OvfError> {
     let hw = &appliance.hardware;
     if appliance.name.trim().is_empty() {
         return Err(invalid("the appliance has no name"));

@@ -225,7 +225,7 @@ fn write_to(
             &padded
         };
         out.write_all(cluster)?;
-        l2[index as usize] = host * CLUSTER | OFLAG_COPIED;
+        l2[index as usize] = (host * CLUSTER) | OFLAG_COPIED;
         data.push((index, crc32(cluster)));
         Ok(())
     })?;
@@ -247,7 +247,7 @@ fn write_to(
             slot.copy_from_slice(&entry.to_be_bytes());
         }
         out.write_all(&table_bytes)?;
-        l1.push(next_l2 * CLUSTER | OFLAG_COPIED);
+        l1.push((next_l2 * CLUSTER) | OFLAG_COPIED);
         next_l2 += 1;
     }
     write_be_table(&mut out, &l1, layout.l1_clusters)?;
@@ -469,6 +469,41 @@ fn verify(file: &File, written: &Written) -> Result<Digest, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_oci::progress::NoProgress;
+
+    #[test]
+    fn read_back_catches_a_corrupted_data_cluster_and_a_wrong_refcount() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw_path = dir.path().join("disk.raw");
+        let raw = File::create(&raw_path).unwrap();
+        raw.set_len(8 << 20).unwrap();
+        raw.write_all_at(&[7u8; 200_000], 1 << 20).unwrap();
+        let disk = RawDisk::open(&raw_path).unwrap();
+        let out = tempfile::tempfile_in(dir.path()).unwrap();
+        let Ok(written) = write_to(&disk, &out, &NoProgress, "t") else {
+            panic!("write failed");
+        };
+        verify(&out, &written).unwrap();
+
+        out.write_all_at(&[1], CLUSTER + 10).unwrap();
+        let err = verify(&out, &written).unwrap_err();
+        assert!(err.contains("differs from the raw disk"), "{err}");
+        out.write_all_at(&[7], CLUSTER + 10).unwrap();
+        verify(&out, &written).unwrap();
+
+        // The first refcount block's entry for the header cluster.
+        let h = {
+            let mut h = vec![0u8; HEADER_LENGTH as usize];
+            out.read_exact_at(&mut h, 0).unwrap();
+            h
+        };
+        let mut entry = [0u8; 8];
+        out.read_exact_at(&mut entry, be64(&h, 48)).unwrap();
+        out.write_all_at(&2u16.to_be_bytes(), u64::from_be_bytes(entry))
+            .unwrap();
+        let err = verify(&out, &written).unwrap_err();
+        assert!(err.contains("refcount 2"), "{err}");
+    }
 
     #[test]
     fn refcount_structures_cover_themselves() {

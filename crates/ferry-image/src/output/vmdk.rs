@@ -781,6 +781,48 @@ fn le32s(bytes: &[u8]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferry_oci::progress::NoProgress;
+
+    #[test]
+    fn read_back_catches_a_corrupted_grain_and_a_missing_end_of_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw_path = dir.path().join("disk.raw");
+        let raw = File::create(&raw_path).unwrap();
+        raw.set_len(40 << 20).unwrap();
+        raw.write_all_at(&[7u8; 200_000], 1 << 20).unwrap();
+        raw.write_all_at(b"last", (40 << 20) - 4).unwrap();
+        let disk = RawDisk::open(&raw_path).unwrap();
+        let out_path = dir.path().join("d.vmdk");
+        let out = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&out_path)
+            .unwrap();
+        let options = StreamOptions {
+            adapter: AdapterType::LsiLogic,
+            hardware_version: 13,
+            threads: 2,
+        };
+        let Ok(written) = write_to(&disk, &out, &options, "d.vmdk", 2, &NoProgress, "t") else {
+            panic!("write failed");
+        };
+        verify(&out_path, &written, 2).unwrap();
+
+        // One flipped bit in the first grain's deflate stream.
+        let at = OVERHEAD * SECTOR + GRAIN_MARKER as u64 + 5;
+        let mut byte = [0u8];
+        out.read_exact_at(&mut byte, at).unwrap();
+        out.write_all_at(&[byte[0] ^ 1], at).unwrap();
+        let err = verify(&out_path, &written, 2).unwrap_err();
+        assert!(err.contains("grain at sector 128"), "{err}");
+        out.write_all_at(&byte, at).unwrap();
+        verify(&out_path, &written, 2).unwrap();
+
+        // A stream cut before its end-of-stream marker.
+        out.set_len(written.file_size - SECTOR).unwrap();
+        assert!(verify(&out_path, &written, 2).is_err());
+    }
 
     #[test]
     fn header_fields_sit_where_the_spec_puts_them() {

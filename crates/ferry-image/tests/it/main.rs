@@ -1,0 +1,3 @@
+//! ferry-image's integration tests (one binary; one module per area).
+
+mod vdisk;
