@@ -339,6 +339,10 @@ fn verify(file: &File, written: &Written) -> Result<Digest, String> {
     }
     let clusters = file_size / CLUSTER;
     let read = |at: u64, len: u64| -> Result<Vec<u8>, String> {
+        // A corrupt table size cannot ask for more than the file.
+        if at.checked_add(len).is_none_or(|end| end > file_size) {
+            return Err(format!("{len} bytes at {at} are past the end of the file"));
+        }
         let mut buf = vec![0u8; len as usize];
         file.read_exact_at(&mut buf, at).map_err(io)?;
         Ok(buf)

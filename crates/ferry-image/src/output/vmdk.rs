@@ -534,8 +534,10 @@ fn verify(path: &Path, written: &Written, threads: usize) -> Result<Digest, Stri
         threads,
         threads * 4 + 4,
         |emit| {
+            let opened = File::open(path).map_err(io)?;
             let mut file = HashingReader {
-                reader: BufReader::with_capacity(1 << 20, File::open(path).map_err(io)?),
+                remaining: opened.metadata().map_err(io)?.len(),
+                reader: BufReader::with_capacity(1 << 20, opened),
                 hasher: Hasher::new(Algorithm::Sha256),
             };
             let read = |file: &mut HashingReader, len: u64| file.read(len).map_err(io);
@@ -636,10 +638,19 @@ fn verify(path: &Path, written: &Written, threads: usize) -> Result<Digest, Stri
 struct HashingReader {
     reader: BufReader<File>,
     hasher: Hasher,
+    /// Bytes not read yet: a corrupt length cannot ask for more.
+    remaining: u64,
 }
 
 impl HashingReader {
     fn read(&mut self, len: u64) -> io::Result<Vec<u8>> {
+        if len > self.remaining {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{len} bytes wanted, {} left", self.remaining),
+            ));
+        }
+        self.remaining -= len;
         let mut buf = vec![0u8; len as usize];
         self.reader.read_exact(&mut buf)?;
         self.hasher.update(&buf);
