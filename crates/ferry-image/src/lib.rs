@@ -19,6 +19,7 @@ pub mod boot;
 pub mod customize;
 pub mod fetch;
 pub mod import;
+pub mod output;
 pub mod rootfs;
 pub mod source;
 pub mod spec;
