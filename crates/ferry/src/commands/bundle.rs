@@ -112,7 +112,9 @@ pub struct PushArgs {
     )]
     pub password: Option<String>,
     /// Where to write the relocated Kubernetes manifests and the containerd
-    /// and k3s/RKE2 mirror configuration [default: ./<bundle name>-site].
+    /// and k3s/RKE2 mirror configuration; a directory of an earlier push is
+    /// replaced [default: ./<bundle file name without extension>-site, e.g.
+    /// ./site-site for site.ferry, site.ferry.000 or site.run].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the report as JSON.
@@ -349,9 +351,16 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             other => anyhow::Error::from(other).context(format!("push to {} failed", args.to)),
         }
     })?;
-    let site_files = write_site_files(&bundle, &client, &args).await?;
+    let site = write_site_files(&bundle, &client, &args).await?;
+    for warning in &site.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
-        print_json(&serde_json::json!({"push": report, "site_files": site_files}))?;
+        print_json(&serde_json::json!({
+            "push": report,
+            "site_files": site.files,
+            "site_warnings": site.warnings,
+        }))?;
     } else {
         for t in &report.tags {
             println!("{:<11} {}", t.outcome, t.reference);
@@ -372,7 +381,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             report.manifests_pushed,
             report.manifests_skipped
         );
-        if !site_files.is_empty() {
+        if !site.files.is_empty() {
             println!(
                 "site files (relocated manifests, containerd hosts.toml, registries.yaml) under {}",
                 site_dir(&args).display()
@@ -382,15 +391,29 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the site files go: `--out`, else `<bundle stem>-site`.
+/// Where the site files go: `--out`, else `<bundle name>-site` in the
+/// current directory, the name being the file's without a split part's
+/// `.NNN` and without its extension (`site.ferry.000` -> `site-site`).
 fn site_dir(args: &PushArgs) -> PathBuf {
-    args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .bundle
-            .file_stem()
-            .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from(format!("{stem}-site"))
-    })
+    args.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}-site", bundle_stem(&args.bundle))))
+}
+
+fn bundle_stem(bundle: &std::path::Path) -> String {
+    let name = bundle
+        .file_name()
+        .map_or_else(|| "bundle".into(), |n| n.to_string_lossy().into_owned());
+    let name = match name.rsplit_once('.') {
+        Some((base, part)) if part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()) => {
+            base.to_string()
+        }
+        _ => name,
+    };
+    match name.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
+        _ => name,
+    }
 }
 
 /// The relocated manifests and mirror configuration for what was pushed.
@@ -398,26 +421,39 @@ async fn write_site_files(
     bundle: &Bundle,
     client: &Client,
     args: &PushArgs,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<ferry_bundle::relocate::SiteFiles> {
     let ping = client.ping(&args.to.registry).await.with_context(|| {
         format!(
             "cannot reach {} to record how the site reaches it",
             args.to.registry
         )
     })?;
+    let mut ca_pem = Vec::new();
+    for file in &args.ca_file {
+        let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        ca_pem.extend_from_slice(&pem);
+        if !pem.ends_with(b"\n") {
+            ca_pem.push(b'\n');
+        }
+    }
     let access = ferry_bundle::relocate::Access {
         skip_verify: args.insecure && ping.base_url.starts_with("https"),
         base_url: ping.base_url,
+        ca_pem: (!ca_pem.is_empty()).then_some(ca_pem),
     };
     let out = site_dir(args);
-    let repository_of = |entry: &ferry_bundle::Entry| {
-        ferry_bundle::push::target_repository(entry, &args.to, &args.map)
-            .unwrap_or_else(|_| entry.repository.clone())
-    };
-    let files =
-        ferry_bundle::relocate::write_site_files(bundle, &args.to, &repository_of, &access, &out)
-            .with_context(|| format!("writing site files under {}", out.display()))?;
-    Ok(files)
+    ferry_bundle::relocate::write_site_files(bundle, &args.to, &args.map, &access, &out).map_err(
+        |e| -> anyhow::Error {
+            use ferry_bundle::relocate::RelocateError as E;
+            match e {
+                E::NotSiteFiles { .. } | E::NotADirectory { .. } => UserError::from_error(&e)
+                    .with_hint("give another --out, or remove it yourself")
+                    .into(),
+                other => anyhow::Error::from(other)
+                    .context(format!("writing site files under {}", out.display())),
+            }
+        },
+    )
 }
 
 async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {

@@ -7,9 +7,11 @@ mod cli;
 mod crash;
 mod disk_full;
 mod images;
+mod mirror_resolver;
 mod netboot;
 mod referrers;
 mod registry_clients;
+mod site_files;
 mod slow_link;
 
 use std::io::{BufRead, BufReader};
