@@ -154,6 +154,29 @@ pub enum PushError {
         existing: String,
         new: Digest,
     },
+    /// The push stopped at one entry after others were complete: what is
+    /// on the target now.
+    #[error(
+        "the push stopped after {} of {total} entries; on the target: {}",
+        done.len(),
+        done.iter().map(|t| format!("{} ({})", t.reference, t.outcome)).collect::<Vec<_>>().join(", ")
+    )]
+    Partly {
+        done: Vec<TagOutcome>,
+        total: usize,
+        #[source]
+        source: Box<PushError>,
+    },
+}
+
+impl PushError {
+    /// The error that stopped the push, inside [`PushError::Partly`].
+    pub fn stopped_by(&self) -> &PushError {
+        match self {
+            PushError::Partly { source, .. } => source,
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -336,7 +359,15 @@ pub async fn push(
             options,
             &mut report,
         )
-        .await?;
+        .await
+        .map_err(|e| match report.tags.is_empty() {
+            true => e,
+            false => PushError::Partly {
+                done: report.tags.clone(),
+                total: planned.len(),
+                source: Box::new(e),
+            },
+        })?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

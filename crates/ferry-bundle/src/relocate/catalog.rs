@@ -89,7 +89,7 @@ impl Catalog {
     }
 
     /// The images that came from `upstream`.
-    pub fn from_upstream<'a>(&'a self, upstream: &'a str) -> impl Iterator<Item = &'a Placed> {
+    pub fn images_from<'a>(&'a self, upstream: &'a str) -> impl Iterator<Item = &'a Placed> {
         self.placed
             .iter()
             .filter(move |p| p.source.registry == upstream)

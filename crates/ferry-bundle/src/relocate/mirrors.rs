@@ -68,7 +68,7 @@ pub(crate) fn mirror_files(
     let mut warnings = Vec::new();
     let upstreams = catalog.upstreams();
     for upstream in &upstreams {
-        let images: Vec<&Placed> = catalog.from_upstream(upstream).collect();
+        let images: Vec<&Placed> = catalog.images_from(upstream).collect();
         let dir = format!("containerd/certs.d/{upstream}");
         let (toml, unreachable) = hosts_toml(upstream, &images, target, access, spec);
         for p in unreachable {
@@ -224,7 +224,7 @@ fn registries_yaml(
             quoted(base)
         ));
         let mut places: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for p in catalog.from_upstream(upstream) {
+        for p in catalog.images_from(upstream) {
             let at = places.entry(&p.source.repository).or_default();
             if !at.contains(&p.repository) {
                 at.push(p.repository.clone());

@@ -343,12 +343,13 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
     bars.finish();
     let report = result.map_err(|e| -> anyhow::Error {
         use ferry_bundle::push::PushError as E;
-        match e {
+        // A push that stopped part way is classed by what stopped it.
+        match e.stopped_by() {
             E::Mapping(_) | E::BaseMissing { .. } | E::TagExists { .. } => {
                 UserError::from_error(&e).into()
             }
             E::BlobsFailed { .. } => ProblemFound(e.to_string()).into(),
-            other => anyhow::Error::from(other).context(format!("push to {} failed", args.to)),
+            _ => anyhow::Error::from(e).context(format!("push to {} failed", args.to)),
         }
     })?;
     let site = write_site_files(&bundle, &client, &args).await?;
@@ -527,4 +528,23 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_site_directory_is_named_after_the_bundle() {
+        for (bundle, stem) in [
+            ("site.ferry", "site"),
+            ("/mnt/usb/site.ferry.000", "site"),
+            ("site.run", "site"),
+            ("release-2025.06.ferry", "release-2025.06"),
+            ("bundle", "bundle"),
+            (".hidden", ".hidden"),
+        ] {
+            assert_eq!(bundle_stem(std::path::Path::new(bundle)), stem, "{bundle}");
+        }
+    }
 }

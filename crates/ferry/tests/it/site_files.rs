@@ -409,3 +409,35 @@ fn the_site_ca_goes_into_the_mirror_files() {
         mirror_resolver::k3s(&out, &reference).unwrap();
     }
 }
+
+#[test]
+fn a_partly_failed_push_lists_what_it_created() {
+    let s = Source::new();
+    let bundle = s.bundle("partly", IMAGES, &[]);
+    let target = Server::start(&s.dir().join("target-state"), &[]);
+    // Other content already at the second image's tag: with
+    // --on-existing-tag fail the push stops there, after the first.
+    ok(ferry()
+        .args(["copy", "--insecure", "-q", "--state"])
+        .arg(s.dir().join("copy-state"))
+        .arg(format!("oci:{}:backend", s.dir().join("layout").display()))
+        .arg(format!("docker://{}/site/tools/multi:1.5", target.addr)));
+    let out = s.dir().join("site");
+    let output = run(ferry()
+        .args(["bundle", "push", "--insecure", "--on-existing-tag", "fail"])
+        .args(["--to", &format!("{}/site", target.addr), "--state"])
+        .arg(s.dir().join("push-state"))
+        .arg("--out")
+        .arg(&out)
+        .arg(&bundle));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).replace(&target.addr, "TARGET");
+    assert!(
+        stderr.contains("TARGET/site/web/backend:2.0 (created)"),
+        "{stderr}"
+    );
+    insta::with_settings!({filters => vec![(r"sha256:[0-9a-f]{64}", "[digest]")]}, {
+        insta::assert_snapshot!(stderr);
+    });
+    assert!(!out.exists(), "no site files for a failed push");
+}
