@@ -73,7 +73,7 @@ pub(crate) fn mirror_files(
         let (toml, unreachable) = hosts_toml(upstream, &images, target, access, spec);
         for p in unreachable {
             warnings.push(Warning::general(format!(
-                "{upstream}/{} is pushed to {}: containerd's hosts.toml can only add a path in front of a repository, not rename it, so a node pulling {upstream}/{} through it will not find it; use the relocated manifests, or a --map that adds a path (FROM=PATH/FROM)",
+                "{upstream}/{} is pushed to {}: containerd's hosts.toml can only add a path in front of a repository, not rename it, so a node pulling {upstream}/{} through it will not find it; use the relocated manifests, or a --map or repository: that only adds a path in front (FROM=PATH/FROM)",
                 p.source.repository, p.repository, p.source.repository
             )));
         }

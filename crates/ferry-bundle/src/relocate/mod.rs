@@ -69,7 +69,8 @@ pub enum RelocateError {
 /// Something that could not be relocated or expressed, for the user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Warning {
-    /// The manifest file (its path in the bundle), if it is about one.
+    /// The manifest file it is about, if any: its path in the site
+    /// directory (`manifests/<name>/...`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     /// 1-based line in `file`, when known.
@@ -148,15 +149,6 @@ pub fn write_site_files(
             let Some(title) = layer.annotation(media_type::ANNOTATION_TITLE) else {
                 continue;
             };
-            let bytes = bundle
-                .read_blob(&layer.digest)
-                .map_err(|source| RelocateError::Read {
-                    what: title.to_string(),
-                    source,
-                })?
-                .unwrap_or_default();
-            let relocated = manifests::relocate(title, &bytes, &catalog);
-            warnings.extend(relocated.warnings);
             // The title comes from the bundle: it must stay inside `out`.
             let Some(relative) = safe_relative(title) else {
                 warnings.push(Warning::at(
@@ -167,6 +159,25 @@ pub fn write_site_files(
                 continue;
             };
             let path = dir.join(relative);
+            let Some(bytes) =
+                bundle
+                    .read_blob(&layer.digest)
+                    .map_err(|source| RelocateError::Read {
+                        what: title.to_string(),
+                        source,
+                    })?
+            else {
+                // A delta bundle leaves out what its base carries.
+                warnings.push(Warning::at(
+                    &path.to_string_lossy(),
+                    None,
+                    "unchanged since the base bundle, so this delta does not carry it; not written (take it from the base bundle's site files)".into(),
+                ));
+                continue;
+            };
+            // Warnings name the file as it is in the site directory.
+            let relocated = manifests::relocate(&path.to_string_lossy(), &bytes, &catalog);
+            warnings.extend(relocated.warnings);
             if files.insert(path.clone(), relocated.bytes).is_some() {
                 return Err(RelocateError::SamePath {
                     path: out.join(path).display().to_string(),

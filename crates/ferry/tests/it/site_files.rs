@@ -441,3 +441,38 @@ fn a_partly_failed_push_lists_what_it_created() {
     });
     assert!(!out.exists(), "no site files for a failed push");
 }
+
+#[test]
+fn a_delta_names_the_manifests_its_base_carries_instead_of_writing_them_empty() {
+    let s = Source::new();
+    let unchanged = ("same.yaml", "kind: ConfigMap\ndata: {a: b}\n".to_string());
+    let base = s.bundle("base", "manifests:\n  - k8s\n", &[unchanged.clone()]);
+    let input = s.dir().join("base-input");
+    std::fs::write(input.join("k8s/new.yaml"), "kind: ConfigMap\ndata: {c: d}\n").unwrap();
+    let delta = s.dir().join("delta.ferry");
+    ok(ferry()
+        .current_dir(&input)
+        .args(["bundle", "create", "-q", "-f", "ferry.yaml", "--state"])
+        .arg(s.dir().join("create-state"))
+        .arg("--since")
+        .arg(&base)
+        .arg("-o")
+        .arg(&delta));
+    let target = Server::start(&s.dir().join("target-state"), &[]);
+    let to = format!("{}/site", target.addr);
+    s.push(&base, &to, &s.dir().join("base-site"), &[]);
+    let out = s.dir().join("site");
+    let (_, stderr) = s.push(&delta, &to, &out, &[]);
+    assert_eq!(
+        std::fs::read_to_string(out.join("manifests/k8s/new.yaml")).unwrap(),
+        "kind: ConfigMap\ndata: {c: d}\n"
+    );
+    assert!(
+        !out.join("manifests/k8s/same.yaml").exists(),
+        "written although the delta does not carry it"
+    );
+    assert!(
+        stderr.contains("warning: manifests/k8s/same.yaml: unchanged since the base bundle"),
+        "{stderr}"
+    );
+}
