@@ -446,7 +446,7 @@ fn a_partly_failed_push_lists_what_it_created() {
 fn a_delta_names_the_manifests_its_base_carries_instead_of_writing_them_empty() {
     let s = Source::new();
     let unchanged = ("same.yaml", "kind: ConfigMap\ndata: {a: b}\n".to_string());
-    let base = s.bundle("base", "manifests:\n  - k8s\n", &[unchanged.clone()]);
+    let base = s.bundle("base", "manifests:\n  - k8s\n", &[unchanged]);
     let input = s.dir().join("base-input");
     std::fs::write(input.join("k8s/new.yaml"), "kind: ConfigMap\ndata: {c: d}\n").unwrap();
     let delta = s.dir().join("delta.ferry");
