@@ -229,8 +229,10 @@ fn safe_relative(path: &str) -> Option<PathBuf> {
 
 /// Refuses to replace anything but a directory of site files (or an
 /// empty one). Directories written before the marker existed hold only
-/// the names site files have.
-fn check_replaceable(out: &Path) -> Result<(), RelocateError> {
+/// the names site files have. [`write_site_files`] checks too; a caller
+/// checks first so that nothing is pushed when the site files could not
+/// be written.
+pub fn check_replaceable(out: &Path) -> Result<(), RelocateError> {
     let shown = || out.display().to_string();
     let entries = match std::fs::read_dir(out) {
         Ok(entries) => entries,

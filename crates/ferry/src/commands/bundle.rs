@@ -317,6 +317,8 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             println!("{}: {signer}", bundle.name());
         }
     }
+    // Before anything is sent: the site files must have somewhere to go.
+    ferry_bundle::relocate::check_replaceable(&site_dir(&args)).map_err(site_files_error)?;
     let client = client_for(
         &args.to.registry,
         args.insecure,
@@ -443,18 +445,18 @@ async fn write_site_files(
         ca_pem: (!ca_pem.is_empty()).then_some(ca_pem),
     };
     let out = site_dir(args);
-    ferry_bundle::relocate::write_site_files(bundle, &args.to, &args.map, &access, &out).map_err(
-        |e| -> anyhow::Error {
-            use ferry_bundle::relocate::RelocateError as E;
-            match e {
-                E::NotSiteFiles { .. } | E::NotADirectory { .. } => UserError::from_error(&e)
-                    .with_hint("give another --out, or remove it yourself")
-                    .into(),
-                other => anyhow::Error::from(other)
-                    .context(format!("writing site files under {}", out.display())),
-            }
-        },
-    )
+    ferry_bundle::relocate::write_site_files(bundle, &args.to, &args.map, &access, &out)
+        .map_err(site_files_error)
+}
+
+fn site_files_error(e: ferry_bundle::relocate::RelocateError) -> anyhow::Error {
+    use ferry_bundle::relocate::RelocateError as E;
+    match e {
+        E::NotSiteFiles { .. } | E::NotADirectory { .. } => UserError::from_error(&e)
+            .with_hint("give another --out, or remove it yourself")
+            .into(),
+        other => anyhow::Error::from(other).context("writing the site files"),
+    }
 }
 
 async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {

@@ -346,17 +346,24 @@ fn a_reused_out_directory_holds_only_the_new_set() {
     let foreign = s.dir().join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let fresh = Server::start(&s.dir().join("fresh-state"), &[]);
     let output = run(ferry()
-        .args(["bundle", "push", "--insecure", "--to", &to, "--state"])
+        .args(["bundle", "push", "--insecure", "--state"])
         .arg(s.dir().join("push-state"))
+        .args(["--to", &format!("{}/site", fresh.addr)])
         .arg("--out")
         .arg(&foreign)
         .arg(&first));
-    assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("notes.txt") || stderr.contains("not written by ferry"),
+        stderr.contains("holds notes.txt, which ferry did not write"),
         "{stderr}"
+    );
+    assert!(stderr.contains("hint: give another --out"), "{stderr}");
+    assert!(
+        mirror_resolver::direct(&format!("{}/site/web/backend:2.0", fresh.addr)).is_err(),
+        "--out is checked before anything is pushed"
     );
     assert_eq!(
         std::fs::read_to_string(foreign.join("notes.txt")).unwrap(),
@@ -448,7 +455,11 @@ fn a_delta_names_the_manifests_its_base_carries_instead_of_writing_them_empty() 
     let unchanged = ("same.yaml", "kind: ConfigMap\ndata: {a: b}\n".to_string());
     let base = s.bundle("base", "manifests:\n  - k8s\n", &[unchanged]);
     let input = s.dir().join("base-input");
-    std::fs::write(input.join("k8s/new.yaml"), "kind: ConfigMap\ndata: {c: d}\n").unwrap();
+    std::fs::write(
+        input.join("k8s/new.yaml"),
+        "kind: ConfigMap\ndata: {c: d}\n",
+    )
+    .unwrap();
     let delta = s.dir().join("delta.ferry");
     ok(ferry()
         .current_dir(&input)
