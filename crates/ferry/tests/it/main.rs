@@ -4,6 +4,7 @@
 mod bundle;
 mod bundle_create;
 mod cli;
+mod containerd;
 mod crash;
 mod disk_full;
 mod images;

@@ -5,7 +5,8 @@
 //! relocated manifest must name images the target serves and keep every
 //! other byte; every image of the bundle must resolve through the written
 //! `hosts.toml` and `registries.yaml` (see `mirror_resolver`) to a 200 from
-//! the target, `--map` included; local entries make no mirror; a reused
+//! the target, `--map` included, and a real containerd fetches it through
+//! the `hosts.toml` with the upstream gone; local entries make no mirror; a reused
 //! `--out` directory holds the new set only.
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use ferry_oci::Digest;
 
 use crate::bundle::Distribution;
+use crate::containerd::Containerd;
 use crate::images::Layout;
 use crate::mirror_resolver;
 use crate::{Server, ferry, ok, run};
@@ -229,8 +231,11 @@ fn manifests_of_every_style_are_relocated_and_keep_every_other_byte() {
 
 #[test]
 fn mirror_files_carry_every_map_and_resolve_to_the_target() {
-    let s = Source::new();
+    let mut s = Source::new();
     let bundle = s.bundle("mapped", &format!("{IMAGES}files:\n  - a.txt\n"), &[]);
+    // In the air gap the upstream is gone: whatever resolves came from the target.
+    s.server.kill();
+    let containerd = Containerd::start();
     let references = [
         s.src("web/backend:2.0"),
         s.src("tools/multi:1.5"),
@@ -265,6 +270,9 @@ fn mirror_files_carry_every_map_and_resolve_to_the_target() {
             let url = mirror_resolver::containerd(&out.join("containerd/certs.d"), reference)
                 .unwrap_or_else(|e| panic!("{label}: {e}\n{hosts}"));
             assert!(url.contains(addr), "{url}");
+            containerd
+                .fetch(&out.join("containerd/certs.d"), reference)
+                .unwrap_or_else(|e| panic!("{label}: {e}\n{hosts}"));
             let url = mirror_resolver::k3s(&out, reference).unwrap_or_else(|e| {
                 panic!(
                     "{label}: {e}\n{}",
@@ -373,8 +381,10 @@ fn a_reused_out_directory_holds_only_the_new_set() {
 
 #[test]
 fn the_site_ca_goes_into_the_mirror_files() {
-    let s = Source::new();
+    let mut s = Source::new();
     let bundle = s.bundle("tls", IMAGES, &[]);
+    s.server.kill();
+    let containerd = Containerd::start();
     let target = Server::start(&s.dir().join("target-state"), &["--tls", "auto"]);
     let ca = target
         .banner
@@ -413,6 +423,9 @@ fn the_site_ca_goes_into_the_mirror_files() {
         let url = mirror_resolver::containerd(&out.join("containerd/certs.d"), &reference)
             .unwrap_or_else(|e| panic!("{e}\n{hosts}"));
         assert!(url.starts_with("https://"), "{url}");
+        containerd
+            .fetch(&out.join("containerd/certs.d"), &reference)
+            .unwrap_or_else(|e| panic!("{e}\n{hosts}"));
         mirror_resolver::k3s(&out, &reference).unwrap();
     }
 }
