@@ -309,7 +309,7 @@ pub fn trailer(offset: u64, len: u64) -> [u8; TRAILER_LEN as usize] {
 }
 
 /// `site.ferry.000` -> `site.ferry`.
-fn split_base(path: &Path) -> Option<PathBuf> {
+pub fn split_base(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let (base, suffix) = name.rsplit_once('.')?;
     (suffix.len() == 3 && suffix.bytes().all(|b| b.is_ascii_digit()))

@@ -360,13 +360,16 @@ pub async fn push(
             &mut report,
         )
         .await
-        .map_err(|e| match report.tags.is_empty() {
-            true => e,
-            false => PushError::Partly {
-                done: report.tags.clone(),
-                total: planned.len(),
-                source: Box::new(e),
-            },
+        .map_err(|e| {
+            if report.tags.is_empty() {
+                e
+            } else {
+                PushError::Partly {
+                    done: report.tags.clone(),
+                    total: planned.len(),
+                    source: Box::new(e),
+                }
+            }
         })?;
     }
     report.seconds = started.elapsed().as_secs_f64();

@@ -108,7 +108,7 @@ impl std::fmt::Display for Warning {
 }
 
 /// What [`write_site_files`] wrote.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug)]
 pub struct SiteFiles {
     /// Every file, under the site directory; empty when the bundle needs
     /// none (nothing was written then).

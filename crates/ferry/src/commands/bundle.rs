@@ -404,19 +404,9 @@ fn site_dir(args: &PushArgs) -> PathBuf {
 }
 
 fn bundle_stem(bundle: &std::path::Path) -> String {
-    let name = bundle
-        .file_name()
-        .map_or_else(|| "bundle".into(), |n| n.to_string_lossy().into_owned());
-    let name = match name.rsplit_once('.') {
-        Some((base, part)) if part.len() == 3 && part.bytes().all(|b| b.is_ascii_digit()) => {
-            base.to_string()
-        }
-        _ => name,
-    };
-    match name.rsplit_once('.') {
-        Some((stem, _)) if !stem.is_empty() => stem.to_string(),
-        _ => name,
-    }
+    let file = ferry_bundle::container::split_base(bundle).unwrap_or_else(|| bundle.into());
+    file.file_stem()
+        .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// The relocated manifests and mirror configuration for what was pushed.
