@@ -100,7 +100,7 @@ pub use blobs::BlobReader;
 pub use client::{Client, PingInfo};
 pub use concurrent::{BlobPush, push_blobs};
 pub use credentials::{CredentialStore, Credentials};
-pub use error::{ClientError, RegistryErrorDetail, Result};
+pub use error::{ClientError, RegistryErrorDetail, Result, TransportKind};
 pub use listing::Referrers;
 pub use manifests::{Manifest, ManifestInfo};
 pub use options::{ClientOptions, HostConfig, HostSecurity};

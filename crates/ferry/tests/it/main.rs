@@ -6,6 +6,7 @@ mod bundle_create;
 mod cli;
 mod crash;
 mod disk_full;
+mod exit_codes;
 mod images;
 mod netboot;
 mod referrers;
