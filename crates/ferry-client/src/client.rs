@@ -380,10 +380,11 @@ impl Client {
     ) -> ClientError {
         let without_tls = url.scheme() == "https" && answered_without_tls(&error);
         let mut failure = ClientError::transport(method, url.as_str(), error);
-        if without_tls && speaks_plain_http(&host.http, url).await {
-            if let ClientError::Transport { kind, .. } = &mut failure {
-                *kind = TransportKind::PlainHttp;
-            }
+        if let ClientError::Transport { kind, .. } = &mut failure
+            && without_tls
+            && speaks_plain_http(&host.http, url).await
+        {
+            *kind = TransportKind::PlainHttp;
         }
         failure
     }

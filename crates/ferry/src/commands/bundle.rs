@@ -404,6 +404,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         .into());
     }
     let bundle = open(args.bundle).await?;
+    let name = bundle.name().to_string();
     let store = crate::commands::registry::open_store(global)?;
     let quiet = global.quiet || args.json;
     let prefix = args.prefix.clone();
@@ -414,7 +415,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         report
     })
     .await?
-    .context("import failed")?;
+    .with_context(|| format!("import of {name} failed"))?;
     if args.json {
         print_json(&report)?;
     } else if !global.quiet {
