@@ -137,7 +137,7 @@ pub fn with_hint(error: impl Error + Send + Sync + 'static, hint: &'static str) 
 
 /// The kinds of failure; each has one exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+enum Class {
     Damaged,
     ProblemFound,
     Usage,
@@ -152,7 +152,7 @@ pub enum Class {
 }
 
 impl Class {
-    pub fn code(self) -> u8 {
+    fn code(self) -> u8 {
         match self {
             Class::Damaged | Class::ProblemFound => 1,
             Class::Usage
@@ -166,7 +166,7 @@ impl Class {
     }
 
     /// The name `--json` reports.
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Class::Damaged => "damaged",
             Class::ProblemFound => "problem-found",
@@ -185,7 +185,7 @@ impl Class {
 
 /// How the failing command lets the user fix what a class of failure
 /// needs, in its own flags; `HOST` stands for the registry's host.
-pub struct Remedies {
+struct Remedies {
     credentials: &'static str,
     trust: &'static str,
     plain_http: &'static str,
@@ -322,7 +322,7 @@ pub fn report(error: &anyhow::Error, how: &Reporting) -> ExitCode {
 
 /// The class of `error`: that of the outermost link of its chain that has
 /// one, else `internal`.
-pub fn classify(error: &anyhow::Error) -> Class {
+fn classify(error: &anyhow::Error) -> Class {
     error.chain().find_map(class_of).unwrap_or(Class::Internal)
 }
 
@@ -586,4 +586,59 @@ pub fn quiet_on_closed_stdout() {
             None => default(info),
         }
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_bundle::push::PushError;
+    use reqwest::{Method, StatusCode};
+
+    fn refusal(status: StatusCode) -> ClientError {
+        ClientError::Registry {
+            method: Method::PATCH,
+            url: "http://reg.site:5000/v2/a/blobs/uploads/x".into(),
+            status,
+            errors: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_typed_cause_decides_through_boxes_and_context() {
+        let stopped = PushError::Stopped {
+            registry: "reg.site:5000".into(),
+            source: Box::new(refusal(StatusCode::INSUFFICIENT_STORAGE)),
+        };
+        let error = anyhow::Error::new(stopped).context("push to reg.site:5000 failed");
+        assert_eq!(classify(&error), Class::DiskFull);
+        let report = Report::of(&error, &PUSH);
+        assert!(report.hint.unwrap().contains("registry at reg.site:5000"));
+
+        let full = std::io::Error::from(ErrorKind::StorageFull);
+        let error = anyhow::Error::new(full).context("writing x.ferry");
+        assert_eq!(classify(&error), Class::DiskFull);
+
+        let error = anyhow::Error::new(refusal(StatusCode::UNAUTHORIZED));
+        assert_eq!(Report::of(&error, &PUSH).class.code(), 2);
+        assert_eq!(classify(&anyhow::anyhow!("something odd")), Class::Internal);
+    }
+
+    #[test]
+    fn the_command_s_own_verdict_wins() {
+        let full = std::io::Error::from(ErrorKind::StorageFull);
+        let error = anyhow::Error::new(UserError::from_error(full).with_hint("do this"));
+        assert_eq!(classify(&error), Class::Usage);
+        assert_eq!(Report::of(&error, &OTHER).hint.as_deref(), Some("do this"));
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let inner = std::io::Error::other("disk on fire");
+        let error = anyhow::Error::new(inner)
+            .context("reading blob x: disk on fire")
+            .context("push failed");
+        let report = Report::of(&error, &OTHER);
+        assert_eq!(report.message, "push failed");
+        assert_eq!(report.causes, vec!["reading blob x: disk on fire"]);
+    }
 }
