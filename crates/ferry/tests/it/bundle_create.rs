@@ -426,7 +426,8 @@ fn create_resumes_a_download_cut_by_kill_9() {
     .unwrap();
     let create = || {
         let mut c = create(dir);
-        c.args(["-q", "-o", "site.ferry", "--plain-http", &link.addr]);
+        // Not -q: the summary says what was written.
+        c.args(["-o", "site.ferry", "--plain-http", &link.addr]);
         c
     };
     // Bytes of the layer the cache holds in its download session so far.
