@@ -192,12 +192,18 @@ struct Remedies {
     damaged: &'static str,
 }
 
-/// `bundle push`, `./site.run push`, `copy`.
+/// `bundle push`, `./site.run push`.
 const PUSH: Remedies = Remedies {
     credentials: "give the registry's user with --username and --password (or FERRY_REGISTRY_USERNAME and FERRY_REGISTRY_PASSWORD), or log in once with `podman login HOST`; if you did, check the user, the password and the user's rights",
     trust: "trust the registry's CA with --ca-file CA.pem (`ferry serve --tls auto` prints where its CA is), or skip verification with --insecure",
     plain_http: "this registry speaks plain HTTP: add --insecure",
     damaged: BUNDLE_DAMAGED,
+};
+
+/// `copy`: `bundle push`'s flags, from an OCI layout.
+const COPY: Remedies = Remedies {
+    damaged: "the OCI layout holds content that does not match its digest: copy the layout again, or check what wrote it",
+    ..PUSH
 };
 
 /// `bundle create`: sources come with `--creds`, `--ca-file HOST=FILE`,
@@ -238,7 +244,8 @@ impl Reporting {
         let json = matches!(innermost.try_get_one::<bool>("json"), Ok(Some(true)));
         let remedies = match path.as_slice() {
             ["bundle", "create"] => &CREATE,
-            ["bundle", "push"] | ["copy"] => &PUSH,
+            ["bundle", "push"] => &PUSH,
+            ["copy"] => &COPY,
             _ => &OTHER,
         };
         Reporting { json, remedies }
