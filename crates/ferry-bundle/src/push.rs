@@ -140,8 +140,21 @@ pub enum PushError {
         what: String,
         source: Box<ClientError>,
     },
+    /// Each failed blob, and the first failure as the typed cause.
     #[error("{} blob(s) could not be pushed; nothing references them on the target:\n{}", failed.len(), failed.join("\n"))]
-    BlobsFailed { failed: Vec<String> },
+    BlobsFailed {
+        failed: Vec<String>,
+        #[source]
+        first: Box<ClientError>,
+    },
+    /// A failure every other blob would meet too (the registry's disk is
+    /// full, it is gone, it refuses the credentials or the TLS): the push
+    /// stopped there.
+    #[error("pushing blobs to {registry}: {source}")]
+    Stopped {
+        registry: String,
+        source: Box<ClientError>,
+    },
     #[error("pushing manifest {digest} to {repository}: {source}")]
     Manifest {
         repository: String,
@@ -391,9 +404,11 @@ async fn look_up_roots(
         let reference = plan.entry.tag.clone().unwrap_or_else(|| root.to_string());
         repo.head_manifest(&reference)
             .await
-            .map_err(|source| PushError::Manifest {
-                repository: plan.repository.clone(),
-                digest: root.clone(),
+            .map_err(|source| PushError::Check {
+                what: match &plan.entry.tag {
+                    Some(tag) => format!("{}:{tag}", plan.repository),
+                    None => format!("{}@{root}", plan.repository),
+                },
                 source: Box::new(source),
             })
     });
@@ -514,15 +529,16 @@ async fn push_all_blobs(
                 continue;
             }
             let repo = repository(client, registry, &plan.repository)?;
-            let source =
-                content
-                    .blob_source(&blob.digest)
-                    .ok_or_else(|| PushError::BlobsFailed {
-                        failed: vec![format!(
-                            "  {}: not in the content being pushed",
-                            blob.digest
-                        )],
-                    })?;
+            let source = content.blob_source(&blob.digest).ok_or_else(|| {
+                let reason = "not in the content being pushed".to_string();
+                PushError::BlobsFailed {
+                    failed: vec![format!("  {}: {reason}", blob.digest)],
+                    first: Box::new(ClientError::SourceInvalid {
+                        source_name: blob.digest.to_string(),
+                        reason,
+                    }),
+                }
+            })?;
             let mut blob_options = BlobOptions {
                 resume: options.resume.clone(),
                 chunk_size: options.chunk_size,
@@ -554,12 +570,22 @@ async fn push_all_blobs(
     let total: u64 = first_wave.iter().map(|b| b.source.len()).sum();
     progress.start("push", "push", Some(total));
     let mut failed = Vec::new();
+    let mut first = None;
     for wave in [first_wave, second_wave] {
         let names: Vec<(String, Digest)> = wave
             .iter()
             .map(|b| (b.repository.name().to_string(), b.digest.clone()))
             .collect();
-        let results = push_blobs(wave, options.concurrency, progress.clone()).await;
+        let results = match push_blobs(wave, options.concurrency, progress.clone()).await {
+            Ok(results) => results,
+            Err(e) => {
+                progress.finish("push", "failed");
+                return Err(PushError::Stopped {
+                    registry: registry.to_string(),
+                    source: Box::new(e),
+                });
+            }
+        };
         for ((repo, digest), result) in names.into_iter().zip(results) {
             match result {
                 Ok(r) => {
@@ -572,12 +598,18 @@ async fn push_all_blobs(
                     report.bytes_resumed_from += r.resumed_at.unwrap_or(0);
                     report.bytes_sent += r.bytes_sent;
                 }
-                Err(e) => failed.push(format!("  {digest} into {repo}: {e}")),
+                Err(e) => {
+                    failed.push(format!("  {digest} into {repo}: {e}"));
+                    first.get_or_insert(e);
+                }
             }
         }
-        if !failed.is_empty() {
+        if let Some(first) = first {
             progress.finish("push", "failed");
-            return Err(PushError::BlobsFailed { failed });
+            return Err(PushError::BlobsFailed {
+                failed,
+                first: Box::new(first),
+            });
         }
     }
     progress.finish("push", "pushed");

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use ferry_bundle::push::{OnExistingTag, PushOptions, Target};
-use ferry_bundle::{Bundle, BundleError, inspect, verify};
+use ferry_bundle::{Bundle, inspect, verify};
 use ferry_client::{Client, ClientOptions, Credentials, HostConfig, HostSecurity, ResumeStore};
 
 use crate::cli::GlobalArgs;
@@ -48,8 +48,8 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     pub bundle: PathBuf,
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    /// Address and port to listen on (`:PORT` for every address).
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT", value_parser = super::parse_listen)]
     pub listen: std::net::SocketAddr,
 }
 
@@ -94,6 +94,22 @@ pub struct PushArgs {
     /// Rewrite repository paths: `--map library=mirror/library` (first match wins).
     #[arg(long = "map", value_name = "FROM=TO", value_parser = parse_map)]
     pub map: Vec<(String, String)>,
+    #[command(flatten)]
+    pub access: RegistryAccess,
+    /// Where to write the relocated Kubernetes manifests and the containerd
+    /// and k3s/RKE2 mirror configuration; a directory of an earlier push is
+    /// replaced [default: ./<bundle file name without extension>-site, e.g.
+    /// ./site-site for site.ferry, site.ferry.000 or site.run].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How to reach a registry: TLS and credentials (`bundle push`, `copy`).
+#[derive(Debug, Args)]
+pub struct RegistryAccess {
     /// Skip TLS verification, or talk plain HTTP if the registry has no TLS.
     #[arg(long)]
     pub insecure: bool,
@@ -111,15 +127,6 @@ pub struct PushArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// Where to write the relocated Kubernetes manifests and the containerd
-    /// and k3s/RKE2 mirror configuration; a directory of an earlier push is
-    /// replaced [default: ./<bundle file name without extension>-site, e.g.
-    /// ./site-site for site.ferry, site.ferry.000 or site.run].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -148,37 +155,20 @@ pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<
         BundleCommand::Verify(args) => verify_cmd(global, args).await,
         BundleCommand::Push(args) => push_cmd(global, args).await,
         BundleCommand::Import(args) => import_cmd(global, args).await,
-        BundleCommand::Serve(args) => serve_cmd(args).await,
+        BundleCommand::Serve(args) => serve_cmd(global, args).await,
     }
 }
 
-/// Opens a bundle; damage and hostile content are the user's input problems.
+/// Opens a bundle. Its errors keep their type: [`crate::exit`] tells
+/// damage (exit 1) from a wrong path (exit 2).
 pub async fn open(path: PathBuf) -> anyhow::Result<Bundle> {
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || Bundle::open(&path))
-        .await?
-        .map_err(|e| {
-            let hint = match &e {
-                BundleError::Truncated { .. } | BundleError::Incomplete { .. } => {
-                    Some("copy the bundle again; compare its size or sha256sum with the original")
-                }
-                BundleError::Container(ferry_bundle::container::ContainerError::MissingPart {
-                    ..
-                }) => Some("all parts must sit side by side under the same name"),
-                _ => None,
-            };
-            let error = UserError::from_error(&e);
-            match hint {
-                Some(h) => error.with_hint(h).into(),
-                None => anyhow::Error::from(error).context(format!("cannot read {shown}")),
-            }
-        })
+    Ok(tokio::task::spawn_blocking(move || Bundle::open(&path)).await??)
 }
 
 async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bundle = open(args.bundle).await?;
     let report = inspect::inspect(&bundle)
-        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+        .with_context(|| format!("cannot list what {} carries", bundle.name()))?;
     if args.json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
@@ -250,20 +240,23 @@ async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<Exi
     if args.json {
         print_json(&report)?;
     } else {
+        // The problems are the command's findings: printed even with -q.
         for p in &report.problems {
             println!("problem: {p}");
         }
-        if let Some(signature) = &report.signature {
-            println!("signature: {signature}");
+        if !global.quiet {
+            if let Some(signature) = &report.signature {
+                println!("signature: {signature}");
+            }
+            println!(
+                "{}: {} entries, {} blobs ({}) checked{}",
+                report.bundle,
+                report.entries,
+                report.blobs_checked,
+                human_bytes(report.bytes_checked),
+                if report.is_ok() { ", all good" } else { "" }
+            );
         }
-        println!(
-            "{}: {} entries, {} blobs ({}) checked{}",
-            report.bundle,
-            report.entries,
-            report.blobs_checked,
-            human_bytes(report.bytes_checked),
-            if report.is_ok() { ", all good" } else { "" }
-        );
     }
     if report.is_ok() {
         Ok(ExitCode::SUCCESS)
@@ -278,19 +271,15 @@ async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<Exi
 }
 
 /// A registry client for `registry` with the user's TLS and credential choices.
-pub fn client_for(
-    registry: &str,
-    insecure: bool,
-    ca_files: &[PathBuf],
-    credentials: Option<(String, String)>,
-) -> anyhow::Result<Client> {
+pub fn client_for(registry: &str, access: &RegistryAccess) -> anyhow::Result<Client> {
+    let credentials = access.username.clone().zip(access.password.clone());
     let host = HostConfig {
-        security: if insecure {
+        security: if access.insecure {
             HostSecurity::InsecureSkipVerify
         } else {
             HostSecurity::Verified
         },
-        ca_files: ca_files.to_vec(),
+        ca_files: access.ca_file.clone(),
         credentials: credentials.map(|(u, p)| Credentials::basic(u, p)),
     };
     let options = ClientOptions::from_environment().host(registry, host);
@@ -313,18 +302,13 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             Some(sig) => signature_check(key, &bundle.manifest_bytes, sig),
         }
         .map_err(|why| ProblemFound(format!("{}: {why}; nothing was pushed", bundle.name())))?;
-        if !args.json {
+        if !args.json && !global.quiet {
             println!("{}: {signer}", bundle.name());
         }
     }
     // Before anything is sent: the site files must have somewhere to go.
     ferry_bundle::relocate::check_replaceable(&site_dir(&args)).map_err(site_files_error)?;
-    let client = client_for(
-        &args.to.registry,
-        args.insecure,
-        &args.ca_file,
-        args.username.clone().zip(args.password.clone()),
-    )?;
+    let client = client_for(&args.to.registry, &args.access)?;
     let resume_dir = state_dir(global).join("push-resume");
     let resume = ResumeStore::open(&resume_dir)
         .with_context(|| format!("cannot use {} for resumable uploads", resume_dir.display()))?;
@@ -343,17 +327,9 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
     let result =
         ferry_bundle::push::push(bundle.clone(), &client, &args.to, &options, bars.clone()).await;
     bars.finish();
-    let report = result.map_err(|e| -> anyhow::Error {
-        use ferry_bundle::push::PushError as E;
-        // A push that stopped part way is classed by what stopped it.
-        match e.stopped_by() {
-            E::Mapping(_) | E::BaseMissing { .. } | E::TagExists { .. } => {
-                UserError::from_error(&e).into()
-            }
-            E::BlobsFailed { .. } => ProblemFound(e.to_string()).into(),
-            _ => anyhow::Error::from(e).context(format!("push to {} failed", args.to)),
-        }
-    })?;
+    // The exit code follows from the error chain (exit.rs); a push that
+    // stopped part way keeps what stopped it as its source.
+    let report = result.with_context(|| format!("push to {} failed", args.to))?;
     let site = write_site_files(&bundle, &client, &args).await?;
     for warning in &site.warnings {
         eprintln!("warning: {warning}");
@@ -364,7 +340,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             "site_files": site.files,
             "site_warnings": site.warnings,
         }))?;
-    } else {
+    } else if !global.quiet {
         for t in &report.tags {
             println!("{:<11} {}", t.outcome, t.reference);
         }
@@ -422,7 +398,7 @@ async fn write_site_files(
         )
     })?;
     let mut ca_pem = Vec::new();
-    for file in &args.ca_file {
+    for file in &args.access.ca_file {
         let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         ca_pem.extend_from_slice(&pem);
         if !pem.ends_with(b"\n") {
@@ -430,7 +406,7 @@ async fn write_site_files(
         }
     }
     let access = ferry_bundle::relocate::Access {
-        skip_verify: args.insecure && ping.base_url.starts_with("https"),
+        skip_verify: args.access.insecure && ping.base_url.starts_with("https"),
         base_url: ping.base_url,
         ca_pem: (!ca_pem.is_empty()).then_some(ca_pem),
     };
@@ -442,7 +418,7 @@ async fn write_site_files(
 fn site_files_error(e: ferry_bundle::relocate::RelocateError) -> anyhow::Error {
     use ferry_bundle::relocate::RelocateError as E;
     match e {
-        E::NotSiteFiles { .. } | E::NotADirectory { .. } => UserError::from_error(&e)
+        E::NotSiteFiles { .. } | E::NotADirectory { .. } => UserError::from_error(e)
             .with_hint("give another --out, or remove it yourself")
             .into(),
         other => anyhow::Error::from(other).context("writing the site files"),
@@ -458,6 +434,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         .into());
     }
     let bundle = open(args.bundle).await?;
+    let name = bundle.name().to_string();
     let store = crate::commands::registry::open_store(global)?;
     let quiet = global.quiet || args.json;
     let prefix = args.prefix.clone();
@@ -468,10 +445,10 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         report
     })
     .await?
-    .map_err(|e| UserError::from_error(&e))?;
+    .with_context(|| format!("import of {name} failed"))?;
     if args.json {
         print_json(&report)?;
-    } else {
+    } else if !global.quiet {
         for tag in &report.tags {
             println!("imported {tag}");
         }
@@ -486,7 +463,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve_cmd(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bundle = Arc::new(open(args.bundle).await?);
     let name = bundle.name().to_string();
     let entries: Vec<String> = bundle
@@ -503,13 +480,15 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ),
         })
         .collect();
-    let router = ferry_bundle::serve::router(bundle)
-        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+    let router =
+        ferry_bundle::serve::router(bundle).with_context(|| format!("cannot serve {name}"))?;
     let listener = super::bind(args.listen).await?;
     let local = listener.local_addr()?;
-    println!("ferry registry on http://{local} (read-only, from {name})");
-    for e in entries {
-        println!("  {e}");
+    if !global.quiet {
+        println!("ferry registry on http://{local} (read-only, from {name})");
+        for e in entries {
+            println!("  {e}");
+        }
     }
     ferry_registry::server::serve(
         listener,

@@ -20,7 +20,7 @@ use ferry_bundle::spec::{PlatformFilter, Spec};
 use ferry_bundle::writer::{WriteError, WriteOptions};
 
 use crate::cli::GlobalArgs;
-use crate::exit::UserError;
+use crate::exit::{UserError, with_hint};
 use crate::output::{human_bytes, print_json, state_dir};
 use crate::progress::Bars;
 
@@ -166,46 +166,25 @@ fn host_overrides(args: &BundleCreateArgs) -> anyhow::Result<BTreeMap<String, Ho
     Ok(hosts)
 }
 
-/// An error's message with its causes, each said once (layers of the
-/// registry client repeat their cause in their own message).
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// Turns a library error into what the user sees.
+/// A creation error as the user sees it: typed, so that [`crate::exit`]
+/// classifies it and hints at the flags that apply (`--creds`,
+/// `--plain-http` only for a registry's refusal); plus the hints only this
+/// command knows.
 fn user_facing(error: CreateError) -> anyhow::Error {
-    if !error.is_user_error() {
-        return anyhow::Error::new(error);
-    }
-    let hint = match &error {
-        CreateError::Source { .. } => Some(
-            "check that the source exists and is reachable from here; for a private CA, self-signed TLS, plain HTTP or credentials set the host under `hosts:` in the spec, or use --ca-file, --insecure-registry, --plain-http, --creds",
+    match &error {
+        CreateError::Base { .. } => with_hint(
+            error,
+            "--since needs the earlier bundle, complete (all of its parts)",
         ),
-        CreateError::Base { .. } => {
-            Some("--since needs the earlier bundle, complete (all of its parts)")
+        CreateError::Write(WriteError::SplitTooSmall) => {
+            with_hint(error, "use --split 4G or similar")
         }
-        CreateError::Write(WriteError::SplitTooSmall) => Some("use --split 4G or similar"),
-        _ => None,
-    };
-    let message = describe(&error);
-    match hint {
-        Some(h) => UserError::new(message).with_hint(h).into(),
-        None => UserError::new(message).into(),
+        _ => anyhow::Error::new(error),
     }
 }
 
 pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<ExitCode> {
-    let spec = Spec::load(&args.file).map_err(|e| UserError::from_error(&e))?;
+    let spec = Spec::load(&args.file)?;
     let spec_dir = match args.file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -287,7 +266,9 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    print_summary(&args, &write, &fetch, &kinds, key_id.as_deref());
+    if !global.quiet {
+        print_summary(&args, &write, &fetch, &kinds, key_id.as_deref());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -355,10 +336,13 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-pub async fn run_keygen(_global: &GlobalArgs, args: KeygenArgs) -> anyhow::Result<ExitCode> {
-    let files = sign::keygen(&args.output).map_err(|e| UserError::from_error(&e))?;
+pub async fn run_keygen(global: &GlobalArgs, args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let files = sign::keygen(&args.output)?;
     let public = std::fs::read_to_string(&files.public)
         .with_context(|| format!("reading back {}", files.public.display()))?;
+    if global.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("secret key {} (keep it private)", files.secret.display());
     println!("public key {}", files.public.display());
     println!("key id     {}", files.key_id);

@@ -38,7 +38,9 @@ pub async fn run(global: &GlobalArgs, args: HostsArgs) -> anyhow::Result<ExitCod
             let mac: MacAddr = mac.parse().map_err(|e| UserError::new(format!("{e}")))?;
             let path = inventory.path().display().to_string();
             if tokio::task::spawn_blocking(move || inventory.reset(mac)).await?? {
-                println!("{mac}: reset; its next network boot installs it again");
+                if !global.quiet {
+                    println!("{mac}: reset; its next network boot installs it again");
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 Err(UserError::new(format!("no host {mac} in {path}"))

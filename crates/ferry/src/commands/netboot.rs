@@ -46,6 +46,9 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
             })
             .await?
             .map_err(user_error)?;
+            if global.quiet {
+                return Ok(ExitCode::SUCCESS);
+            }
             for name in netboot.config.config.profiles.keys() {
                 if let Some(files) = netboot.artifacts.profile(name) {
                     println!(
@@ -90,7 +93,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
             ConfigError::Read { .. } => "give the configuration with -c FILE",
             _ => "`ferry netboot schema` prints every field; docs/netboot.md explains them",
         };
-        UserError::from_error(&e).with_hint(hint).into()
+        UserError::from_error(e).with_hint(hint).into()
     })
 }
 
@@ -99,7 +102,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
 pub fn user_error(e: ServeError) -> anyhow::Error {
     match e {
         ServeError::Config(_) | ServeError::Artifact(_) | ServeError::Setup(_) => {
-            UserError::from_error(&e).into()
+            UserError::from_error(e).into()
         }
         other => other.into(),
     }

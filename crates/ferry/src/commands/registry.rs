@@ -42,7 +42,7 @@ pub struct GcArgs {
     #[arg(long)]
     json: bool,
     /// User for a server started with --htpasswd.
-    #[arg(long, requires = "password")]
+    #[arg(long, env = "FERRY_REGISTRY_USERNAME", requires = "password")]
     username: Option<String>,
     /// Password for --username.
     #[arg(long, env = "FERRY_REGISTRY_PASSWORD", hide_env_values = true)]
@@ -71,12 +71,15 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
             if args.json {
                 print_json(&report)?;
             } else {
-                println!(
-                    "checked {} blobs ({}) and {} manifests",
-                    report.blobs_checked,
-                    human_bytes(report.bytes_checked),
-                    report.manifests_checked
-                );
+                if !quiet {
+                    println!(
+                        "checked {} blobs ({}) and {} manifests",
+                        report.blobs_checked,
+                        human_bytes(report.bytes_checked),
+                        report.manifests_checked
+                    );
+                }
+                // The findings: printed even with -q.
                 for c in &report.corrupt_blobs {
                     println!("corrupt blob {}: content hashes to {}", c.digest, c.actual);
                 }
@@ -109,7 +112,7 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
             };
             if args.json {
                 print_json(&report)?;
-            } else {
+            } else if !quiet {
                 let verb = if report.dry_run {
                     "would remove"
                 } else {
@@ -158,10 +161,19 @@ async fn gc_through_server(
         .send()
         .await
         .with_context(|| format!("cannot reach the ferry serve at {}", server.url))?;
-    if response.status() == reqwest::StatusCode::FORBIDDEN {
-        return Err(UserError::new(
-            "the server refused: with --htpasswd, give --username and --password",
-        )
+    let status = response.status();
+    if status == reqwest::StatusCode::FORBIDDEN || status == reqwest::StatusCode::UNAUTHORIZED {
+        let refused = UserError::new(format!(
+            "the ferry serve at {} refused ({status})",
+            server.url
+        ));
+        return Err(if args.username.is_some() {
+            refused.with_hint(
+                "check the user and password: the server takes the users of its --htpasswd file",
+            )
+        } else {
+            refused.with_hint("the server runs with --htpasswd: give --username and --password")
+        }
         .into());
     }
     if !response.status().is_success() {

@@ -19,8 +19,8 @@ use crate::output::state_dir;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    /// Address and port to listen on (`:PORT` for every address).
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT", value_parser = super::parse_listen)]
     listen: SocketAddr,
     /// TLS: `auto` creates a site CA and a server certificate in the state
     /// directory; `off` serves plain HTTP. Ignored with --tls-cert.
@@ -80,11 +80,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     .with_context(|| format!("cannot open the registry store at {}", root.display()))?;
     let _lock = lock_store(&root)?;
 
-    let (tls, scheme) = tls_config(&state, &args)?;
+    let (tls, scheme) = tls_config(&state, &args, global.quiet)?;
     let auth = match &args.htpasswd {
         None => Auth::none(),
         Some(path) => {
-            let users = Htpasswd::load(path).map_err(|e| UserError::from_error(&e))?;
+            let users = Htpasswd::load(path).map_err(UserError::from_error)?;
             let mode = match args.auth {
                 AuthMode::Token => Mode::Token,
                 AuthMode::Basic => Mode::Basic,
@@ -95,7 +95,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     let listener = super::bind(args.listen).await?;
     let local = listener.local_addr()?;
     let _record = ServeRecord::write(&root, local, scheme)?;
-    print_banner(&root, local, scheme, &args);
+    if !global.quiet {
+        print_banner(&root, local, scheme, &args);
+    }
 
     let netboot_config = match &args.netboot {
         Some(path) => Some(crate::commands::netboot::load(path)?),
@@ -218,12 +220,15 @@ fn lock_store(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// The TLS configuration `args` ask for; with `--tls auto`, also says
+/// (unless `quiet`) where the site CA is and how clients trust it.
 fn tls_config(
     state: &std::path::Path,
     args: &ServeArgs,
+    quiet: bool,
 ) -> anyhow::Result<(Option<std::sync::Arc<rustls::ServerConfig>>, &'static str)> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let config = ferry_registry::tls::load(cert, key).map_err(|e| UserError::from_error(&e))?;
+        let config = ferry_registry::tls::load(cert, key).map_err(UserError::from_error)?;
         return Ok((Some(config), "https"));
     }
     match args.tls {
@@ -242,6 +247,9 @@ fn tls_config(
             }
             names.extend(args.tls_san.iter().cloned());
             let auto = ferry_registry::tls::auto(&state.join("tls"), &names)?;
+            if quiet {
+                return Ok((Some(auto.config), "https"));
+            }
             let ca = auto.ca_cert.display();
             if auto.created_ca {
                 println!("created a site CA: {ca}");

@@ -397,7 +397,7 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
     let truncated = tmp.path().join("truncated.ferry");
     std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
     let out = push(&truncated);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "damaged: exit 1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("truncated") || stderr.contains("incomplete"),
@@ -455,7 +455,7 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
         let evil = tmp.path().join("evil.ferry");
         std::fs::write(&evil, tar.into_inner().unwrap()).unwrap();
         let out = push(&evil);
-        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert_eq!(out.status.code(), Some(1), "{name}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("unsafe member"),
             "{name}"
@@ -492,7 +492,7 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
     );
     std::fs::remove_file(tmp.path().join("split.ferry.001")).unwrap();
     let out = push(&split);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("part 001 is not there"), "{stderr}");
     let store = Store::open(server.state.join("registry"), Limits::default()).unwrap();

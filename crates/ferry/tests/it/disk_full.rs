@@ -8,10 +8,10 @@ use std::process::Command;
 use crate::{Server, ferry, ok, run};
 
 /// A tmpfs of `megabytes` at `dir`, unmounted on drop.
-struct SmallDisk(PathBuf);
+pub struct SmallDisk(pub PathBuf);
 
 impl SmallDisk {
-    fn mount(dir: &Path, megabytes: u32) -> SmallDisk {
+    pub fn mount(dir: &Path, megabytes: u32) -> SmallDisk {
         std::fs::create_dir_all(dir).unwrap();
         ok(Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])

@@ -7,6 +7,7 @@ mod cli;
 mod containerd;
 mod crash;
 mod disk_full;
+mod exit_codes;
 mod images;
 mod mirror_resolver;
 mod netboot;
