@@ -115,6 +115,11 @@ pub struct PushArgs {
     /// and k3s/RKE2 mirror configuration [default: ./<bundle name>-site].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Check every blob and manifest on the target with its own request,
+    /// even for entries whose tag already matches, and upload what is
+    /// missing (repairs a registry that lost blobs).
+    #[arg(long)]
+    pub verify_target: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -333,6 +338,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
         },
         repository_map: args.map.clone(),
         resume: Some(resume),
+        verify_target: args.verify_target,
         ..PushOptions::default()
     };
     let bars = Arc::new(Bars::new(global.quiet || args.json, "push", None));
@@ -357,7 +363,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             println!("{:<11} {}", t.outcome, t.reference);
         }
         println!(
-            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {} already there, {} mounted; {} manifests pushed, {} already there",
+            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {}, {} mounted{}; {} manifests pushed, {} already there",
             report.target,
             report.seconds,
             report.blobs_uploaded,
@@ -367,8 +373,13 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             } else {
                 String::new()
             },
-            report.blobs_skipped,
+            already_there(&report),
             report.blobs_mounted,
+            if report.blobs_in_base > 0 {
+                format!(", {} in the base (found there)", report.blobs_in_base)
+            } else {
+                String::new()
+            },
             report.manifests_pushed,
             report.manifests_skipped
         );
@@ -380,6 +391,25 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "12 already there (tag matched, not checked)": how the blobs the push
+/// skipped were known to be there.
+fn already_there(report: &ferry_bundle::push::PushReport) -> String {
+    let (all, unchecked) = (report.blobs_skipped, report.blobs_unchecked);
+    let how = if all == 0 {
+        String::new()
+    } else if unchecked == 0 {
+        " (verified by HEAD)".to_string()
+    } else if unchecked == all {
+        " (tag matched, not checked)".to_string()
+    } else {
+        format!(
+            " ({} verified by HEAD, {unchecked} tag matched, not checked)",
+            all - unchecked
+        )
+    };
+    format!("{all} already there{how}")
 }
 
 /// Where the site files go: `--out`, else `<bundle stem>-site`.

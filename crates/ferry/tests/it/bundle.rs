@@ -75,7 +75,7 @@ fn skopeo() -> Command {
 pub struct Distribution {
     child: std::process::Child,
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Distribution {
@@ -112,8 +112,16 @@ impl Distribution {
         Distribution {
             child,
             addr,
-            _dir: dir,
+            dir,
         }
+    }
+}
+
+impl Distribution {
+    /// Its storage root (`rootdirectory`), where it keeps blobs under
+    /// `docker/registry/v2/blobs/`.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("root")
     }
 }
 
