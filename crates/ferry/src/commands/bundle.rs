@@ -40,6 +40,11 @@ pub struct ImportArgs {
     /// Put every repository under this path prefix.
     #[arg(long, default_value = "", value_name = "PREFIX")]
     pub prefix: String,
+    /// Hash the store's copy of every blob the bundle needs again, and
+    /// replace one whose bytes went bad with the bundle's (repairs what
+    /// `ferry registry fsck` reports as corrupt).
+    #[arg(long)]
+    pub repair: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -462,9 +467,10 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
     let store = crate::commands::registry::open_store(global)?;
     let quiet = global.quiet || args.json;
     let prefix = args.prefix.clone();
+    let repair = args.repair;
     let report = tokio::task::spawn_blocking(move || {
         let bars = Bars::new(quiet, "import", None);
-        let report = ferry_bundle::import::import(&bundle, &store, &prefix, &bars);
+        let report = ferry_bundle::import::import(&bundle, &store, &prefix, repair, &bars);
         bars.finish();
         report
     })
@@ -477,10 +483,20 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
             println!("imported {tag}");
         }
         println!(
-            "{} blobs imported ({}), {} already in the store, {} manifests",
+            "{} blobs imported ({}), {} already in the store ({}){}, {} manifests",
             report.blobs_imported,
             human_bytes(report.bytes),
             report.blobs_present,
+            if report.present_verified {
+                "re-hashed, intact"
+            } else {
+                "kept as they are, not checked"
+            },
+            if report.present_verified {
+                format!(", {} damaged and repaired", report.blobs_repaired)
+            } else {
+                String::new()
+            },
             report.manifests
         );
     }

@@ -129,3 +129,60 @@ fn push_verify_target_puts_back_a_layer_the_registry_lost() {
     }
     insta::assert_snapshot!(lines.join("\n"));
 }
+
+#[test]
+fn import_repair_replaces_a_blob_damaged_in_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    standard(&src);
+    let site = tmp.path().join("site.ferry");
+    bundle_from_layout(&src, &["multi"], &site, WriteOptions::default());
+    let state = tmp.path().join("state");
+    let import = |extra: &[&str]| {
+        let out = ok(ferry()
+            .args(["bundle", "import", "-q"])
+            .args(extra)
+            .arg(&site)
+            .arg("--state")
+            .arg(&state));
+        out.lines().last().unwrap().to_string()
+    };
+    let fsck = || run(ferry().args(["registry", "fsck", "--state"]).arg(&state));
+    import(&[]);
+    assert_eq!(fsck().status.code(), Some(0));
+
+    // One bit of a layer flips on disk.
+    let damaged = largest_layer(&site);
+    let path = state
+        .join("registry/blobs/sha256")
+        .join(&damaged.hex()[..2])
+        .join(damaged.hex());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = fsck();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("corrupt blob {damaged}")));
+
+    let mut lines = vec![import(&[])];
+    assert_eq!(fsck().status.code(), Some(1), "a plain import keeps the bad copy");
+    lines.push(import(&["--repair"]));
+    let out = fsck();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    lines.push(import(&["--repair"]));
+    // The byte counts depend on the random layers' compressed sizes.
+    let lines: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let (head, rest) = l.split_once("imported (").unwrap();
+            let (_, tail) = rest.split_once(')').unwrap();
+            format!("{head}imported (BYTES){tail}")
+        })
+        .collect();
+    insta::assert_snapshot!(lines.join("\n"));
+}
