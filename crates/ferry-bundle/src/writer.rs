@@ -78,9 +78,13 @@ pub struct WriteReport {
     pub bytes: u64,
     pub blobs: usize,
     pub blob_bytes: u64,
-    /// Sum of blob sizes over entries, counting shared blobs once per entry.
+    /// Sum of the stored blobs' sizes over entries, counting shared blobs
+    /// once per entry (`blob_bytes` is what storing them once takes).
     pub bytes_before_dedup: u64,
+    /// Blobs a delta leaves out because its base carries them, and their
+    /// bytes (apart from the deduplication above).
     pub base_blobs: usize,
+    pub base_bytes: u64,
 }
 
 struct CacheManifests<'a>(&'a Store);
@@ -116,19 +120,24 @@ pub fn write_bundle(
     // Every blob each entry needs. A delta leaves out what its base
     // carries, except manifests: they are small, and with them a delta
     // can be inspected, verified and walked on its own.
-    let mut all = BTreeSet::new();
+    let mut per_entry = Vec::new();
     let mut manifests = HashSet::new();
-    let mut bytes_before_dedup = 0;
     let base_digests = plan.base.as_ref().map(|(_, d)| d);
     for entry in &plan.entries {
         let graph = graph::walk(&CacheManifests(cache), &entry.descriptor)?;
         manifests.extend(graph.manifests.iter().map(|(d, _)| d.digest.clone()));
-        let digests = graph.digests();
-        for digest in &digests {
-            bytes_before_dedup += blob_size(cache, base_digests, digest)?;
-        }
-        all.extend(digests);
+        per_entry.push(graph.digests());
     }
+    let left_out = |digest: &Digest| {
+        base_digests.is_some_and(|b| b.contains_key(digest)) && !manifests.contains(digest)
+    };
+    // What the stored blobs would take if each entry carried its own copy
+    // (the base's blobs are not stored, so they save nothing here).
+    let mut bytes_before_dedup = 0;
+    for digest in per_entry.iter().flatten().filter(|d| !left_out(d)) {
+        bytes_before_dedup += blob_size(cache, base_digests, digest)?;
+    }
+    let all: BTreeSet<Digest> = per_entry.into_iter().flatten().collect();
     let mut blobs = Vec::new();
     let mut base_blobs = Vec::new();
     for digest in all {
@@ -136,8 +145,7 @@ pub fn write_bundle(
             size: blob_size(cache, base_digests, &digest)?,
             digest,
         };
-        let in_base = base_digests.is_some_and(|b| b.contains_key(&record.digest));
-        if in_base && !manifests.contains(&record.digest) {
+        if left_out(&record.digest) {
             base_blobs.push(record);
         } else {
             blobs.push(record);
@@ -236,6 +244,7 @@ pub fn write_bundle(
         blobs: blobs.len(),
         blob_bytes: total,
         bytes_before_dedup,
+        base_bytes: base_blobs.iter().map(|b| b.size).sum(),
         base_blobs: base_blobs.len(),
     })
 }

@@ -13,7 +13,7 @@ use ferry_client::{Client, ClientOptions, Credentials, HostConfig, HostSecurity,
 
 use crate::cli::GlobalArgs;
 use crate::exit::{ProblemFound, UserError};
-use crate::output::{human_bytes, print_json, state_dir};
+use crate::output::{human_bytes, print_json, print_table, state_dir};
 use crate::progress::Bars;
 
 #[derive(Debug, Subcommand)]
@@ -172,7 +172,10 @@ pub async fn open(path: PathBuf) -> anyhow::Result<Bundle> {
                 }
                 BundleError::Container(ferry_bundle::container::ContainerError::MissingPart {
                     ..
-                }) => Some("all parts must sit side by side under the same name"),
+                })
+                | BundleError::MissingLastPart { .. } => {
+                    Some("all parts must sit side by side under the same name")
+                }
                 _ => None,
             };
             let error = UserError::from_error(&e);
@@ -192,6 +195,9 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("bundle   {}", report.bundle);
+    if let Some(name) = &report.name {
+        println!("name     {name}");
+    }
     println!(
         "made by  {}{}",
         report.tool,
@@ -203,27 +209,31 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
     );
     println!("signed   {}", if report.signed { "yes" } else { "no" });
     if let Some(base) = &report.base {
-        println!("delta on {base} ({} blobs come from it)", report.base_blobs);
-    }
-    println!();
-    println!(
-        "{:<10} {:<48} {:<40} {:>10}  platforms",
-        "KIND", "SOURCE", "TARGET", "SIZE"
-    );
-    for e in &report.entries {
         println!(
-            "{:<10} {:<48} {:<40} {:>10}  {}",
-            e.kind.as_str(),
-            e.source,
-            e.target,
-            human_bytes(e.bytes),
-            if e.platforms.is_empty() {
-                "-".to_string()
-            } else {
-                e.platforms.join(",")
-            }
+            "delta on {base} ({} blobs, {}, come from it)",
+            report.base_blobs,
+            human_bytes(report.base_bytes)
         );
     }
+    println!();
+    let rows: Vec<[String; 5]> = report
+        .entries
+        .iter()
+        .map(|e| {
+            [
+                e.kind.as_str().to_string(),
+                e.source.clone(),
+                e.target.clone(),
+                human_bytes(e.bytes),
+                if e.platforms.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.platforms.join(",")
+                },
+            ]
+        })
+        .collect();
+    print_table(["KIND", "SOURCE", "TARGET", "SIZE", "PLATFORMS"], &rows, &[3]);
     println!();
     let saved = report.bytes_without_dedup.saturating_sub(report.blob_bytes);
     println!(

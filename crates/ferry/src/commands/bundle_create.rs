@@ -279,11 +279,12 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
             "entries": resolution.entries.len(),
             "kinds": kinds,
             "blobs": write.blobs,
-            "blobBytes": write.blob_bytes,
-            "bytesBeforeDedup": write.bytes_before_dedup,
-            "baseBlobs": write.base_blobs,
+            "blob_bytes": write.blob_bytes,
+            "bytes_before_dedup": write.bytes_before_dedup,
+            "base_blobs": write.base_blobs,
+            "base_bytes": write.base_bytes,
             "fetch": fetch,
-            "signedBy": key_id,
+            "signed_by": key_id,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -333,9 +334,10 @@ fn print_summary(
     );
     if let Some(base) = &args.since {
         println!(
-            "  delta on {}: {} blobs left out (the target must have them)",
+            "  delta on {}: {} blobs ({}) left out (in the base; the target must have them)",
             base.display(),
-            write.base_blobs
+            write.base_blobs,
+            human_bytes(write.base_bytes)
         );
     }
     if let Some(id) = key_id {

@@ -132,6 +132,36 @@ impl Drop for Distribution {
     }
 }
 
+/// `DIR/split.ferry.000`, `.001`, ... (at least three 1 MiB parts) of one
+/// image `team/chunky:v1` with a 3 MiB layer; returns `DIR/split.ferry`.
+pub fn split_bundle(dir: &Path) -> PathBuf {
+    let chunky = dir.join("chunky");
+    let mut layout = Layout::new(&chunky);
+    let layer = layout.blob(
+        ferry_oci::media_type::OCI_LAYER_GZIP,
+        &bytes(5, 3 * 1024 * 1024),
+    );
+    let config = layout.blob(ferry_oci::media_type::OCI_CONFIG, b"{}");
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": ferry_oci::media_type::OCI_MANIFEST, "config": config, "layers": [layer]});
+    let m = layout.blob(
+        ferry_oci::media_type::OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    layout.tag("chunky", m);
+    let split = dir.join("split.ferry");
+    bundle_from_layout(
+        &chunky,
+        &["chunky"],
+        &split,
+        WriteOptions {
+            split: Some(1024 * 1024),
+            ..WriteOptions::default()
+        },
+    );
+    assert!(dir.join("split.ferry.002").exists(), "three parts at least");
+    split
+}
+
 fn index_digests(layout: &Path) -> Vec<String> {
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
@@ -471,33 +501,7 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
     }
 
     // A split bundle with a part missing.
-    let chunky = tmp.path().join("chunky");
-    let mut layout = Layout::new(&chunky);
-    let layer = layout.blob(
-        ferry_oci::media_type::OCI_LAYER_GZIP,
-        &bytes(5, 3 * 1024 * 1024),
-    );
-    let config = layout.blob(ferry_oci::media_type::OCI_CONFIG, b"{}");
-    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": ferry_oci::media_type::OCI_MANIFEST, "config": config, "layers": [layer]});
-    let m = layout.blob(
-        ferry_oci::media_type::OCI_MANIFEST,
-        &serde_json::to_vec(&manifest).unwrap(),
-    );
-    layout.tag("chunky", m);
-    let split = tmp.path().join("split.ferry");
-    bundle_from_layout(
-        &chunky,
-        &["chunky"],
-        &split,
-        WriteOptions {
-            split: Some(1024 * 1024),
-            ..WriteOptions::default()
-        },
-    );
-    assert!(
-        tmp.path().join("split.ferry.002").exists(),
-        "three parts at least"
-    );
+    let split = split_bundle(tmp.path());
     std::fs::remove_file(tmp.path().join("split.ferry.001")).unwrap();
     let out = push(&split);
     assert_eq!(out.status.code(), Some(2));

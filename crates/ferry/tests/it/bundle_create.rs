@@ -223,7 +223,7 @@ fn create_sign_verify_and_create_again_without_downloading() {
         "--json",
     ]));
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(report["fetch"]["blobsFetched"], 0, "{report}");
+    assert_eq!(report["fetch"]["blobs_fetched"], 0, "{report}");
     assert_eq!(report["entries"], 4);
     assert_eq!(
         std::fs::read(dir.join("site.ferry")).unwrap(),

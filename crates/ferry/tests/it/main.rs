@@ -3,6 +3,7 @@
 
 mod bundle;
 mod bundle_create;
+mod bundle_messages;
 mod cli;
 mod crash;
 mod disk_full;
