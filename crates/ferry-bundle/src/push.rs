@@ -506,7 +506,13 @@ async fn push_all_blobs(
     let mut home: BTreeMap<Digest, String> = BTreeMap::new();
     let mut there: HashSet<(&str, &Digest)> = HashSet::new();
     for (plan, _) in planned.iter().zip(trusted).filter(|(_, t)| **t) {
-        for blob in &plan.graph.blobs {
+        // The base's blobs were looked up already (`blobs_in_base`).
+        for blob in plan
+            .graph
+            .blobs
+            .iter()
+            .filter(|b| !from_base.contains(&b.digest))
+        {
             home.entry(blob.digest.clone())
                 .or_insert_with(|| plan.repository.clone());
             if there.insert((&plan.repository, &blob.digest)) {

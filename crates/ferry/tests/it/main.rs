@@ -11,6 +11,7 @@ mod images;
 mod netboot;
 mod referrers;
 mod registry_clients;
+mod reports;
 mod repair;
 mod slow_link;
 
