@@ -64,3 +64,36 @@ fn a_split_bundle_with_a_missing_part_names_the_part() {
     said.push(inspect(&split, dir));
     insta::assert_snapshot!(said.join(""));
 }
+
+#[test]
+fn verify_names_the_entry_a_bad_blob_belongs_to() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::images::standard(&dir.join("src"));
+    let site = dir.join("site.ferry");
+    crate::bundle::bundle_from_layout(
+        &dir.join("src"),
+        &["multi", "many"],
+        &site,
+        ferry_bundle::writer::WriteOptions::default(),
+    );
+    // A bit flips in the largest layer (one of multi's).
+    let bundle = ferry_bundle::Bundle::open(&site).unwrap();
+    let victim = bundle.manifest.blobs.iter().max_by_key(|b| b.size).unwrap();
+    let member = bundle.blob(&victim.digest).unwrap();
+    let mut bytes = std::fs::read(&site).unwrap();
+    bytes[(member.offset + member.size / 2) as usize] ^= 0x04;
+    std::fs::write(&site, &bytes).unwrap();
+    let out = run(ferry().current_dir(dir).args(["bundle", "verify", "-q", "site.ferry"]));
+    assert_eq!(out.status.code(), Some(1));
+    let report = run(ferry()
+        .current_dir(dir)
+        .args(["bundle", "verify", "--json", "site.ferry"]));
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    insta::assert_snapshot!(format!(
+        "{}{}\n{:#}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        report["problems"]
+    ));
+}
