@@ -13,6 +13,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_oci::progress::Progress;
 use ferry_oci::{Descriptor, Digest, Hasher, media_type};
@@ -42,6 +44,8 @@ pub enum WriteError {
     SplitTooSmall,
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("stopped before the end (interrupted); nothing was written")]
+    Cancelled,
 }
 
 /// What to put in the bundle.
@@ -69,6 +73,9 @@ pub struct WriteOptions {
     pub self_extracting: Option<PathBuf>,
     /// Signs `ferry/bundle.json`; returns the signature file's bytes.
     pub signer: Option<Signer>,
+    /// Set (by a Ctrl-C handler) to stop writing: the write returns
+    /// [`WriteError::Cancelled`] and removes its temporary files.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// What was written.
@@ -177,12 +184,24 @@ pub fn write_bundle(
     progress.start("bundle", "write", Some(total));
     let mut sink = Sink::create(out, options)?;
     let mtime = plan.created.unwrap_or(0).max(0) as u64;
+    let cancelled = || {
+        options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
     {
         let mut tar = tar::Builder::new(&mut sink);
         tar.mode(tar::HeaderMode::Deterministic);
-        let io_err = |e: io::Error| WriteError::Io {
-            path: out.display().to_string(),
-            source: e,
+        let io_err = |e: io::Error| {
+            if cancelled() {
+                WriteError::Cancelled
+            } else {
+                WriteError::Io {
+                    path: out.display().to_string(),
+                    source: e,
+                }
+            }
         };
         append_dir(&mut tar, "blobs/", mtime).map_err(io_err)?;
         let mut dirs: Vec<String> = blobs
@@ -231,6 +250,9 @@ pub fn write_bundle(
             }
         }
         tar.finish().map_err(io_err)?;
+    }
+    if cancelled() {
+        return Err(WriteError::Cancelled);
     }
     let files = sink.finish(out)?;
     progress.finish("bundle", "written");
@@ -355,6 +377,7 @@ impl<R: Read> Read for VerifyingReader<'_, R> {
 /// copy of ferry's executable. Temporary names until [`Sink::finish`].
 struct Sink {
     parts: Vec<(PathBuf, BufWriter<File>)>,
+    cancel: Option<Arc<AtomicBool>>,
     split: Option<u64>,
     in_part: u64,
     out: PathBuf,
@@ -367,6 +390,7 @@ impl Sink {
     fn create(out: &Path, options: &WriteOptions) -> Result<Sink, WriteError> {
         let mut sink = Sink {
             parts: Vec::new(),
+            cancel: options.cancel.clone(),
             split: options.split,
             in_part: 0,
             out: out.to_path_buf(),
@@ -494,6 +518,13 @@ impl Drop for Sink {
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(io::Error::other("interrupted"));
+        }
         let mut room = buf.len();
         if let Some(limit) = self.split {
             if self.in_part == limit {

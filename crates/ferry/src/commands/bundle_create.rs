@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -91,6 +93,9 @@ pub struct KeygenArgs {
     #[arg(short, long, value_name = "OUT", default_value = "ferry")]
     pub output: PathBuf,
 }
+
+/// The shell's exit code for a command ended by SIGINT (128 + 2).
+const INTERRUPTED: u8 = 130;
 
 /// `4G`, `700M`, `512K`, `1048576` (binary units; `GiB`, `G`, `GB` alike).
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -227,6 +232,7 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         since: args.since.clone(),
         created: created(args.created.as_deref())?,
     };
+    let cancel = Arc::new(AtomicBool::new(false));
     let write_options = WriteOptions {
         split: args.split,
         self_extracting: if args.self_extracting {
@@ -235,6 +241,7 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
             None
         },
         signer: signer.map(sign::signer),
+        cancel: Some(cancel.clone()),
     };
     let cache_dir = state_dir(global).join("cache");
     let cache = ContentCache::open(&cache_dir)
@@ -263,9 +270,26 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         args.output.clone(),
         write_options,
         &bars,
-    )
-    .await;
+    );
+    // From here on Ctrl-C stops the writer, which removes its `.partial`
+    // file(s), instead of killing the process with them on disk. (Before,
+    // an interrupted download resumes on the next run: nothing to clean.)
+    tokio::pin!(write);
+    let write = tokio::select! {
+        write = &mut write => write,
+        _ = tokio::signal::ctrl_c() => {
+            cancel.store(true, Ordering::Relaxed);
+            write.await
+        }
+    };
     bars.finish();
+    if let Err(CreateError::Write(WriteError::Cancelled)) = write {
+        eprintln!(
+            "interrupted: {} was not written, and its partial file was removed",
+            args.output.display()
+        );
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     let write = write.map_err(user_facing)?;
 
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();

@@ -507,3 +507,37 @@ fn create_resumes_a_download_cut_by_kill_9() {
     );
     verify();
 }
+
+#[test]
+fn ctrl_c_while_writing_leaves_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A large file (sparse: quick to make, still hashed and copied in full),
+    // so that writing the bundle takes a while.
+    let big = std::fs::File::create(dir.join("big.bin")).unwrap();
+    big.set_len(512 * 1024 * 1024).unwrap();
+    std::fs::write(dir.join("ferry.yaml"), "files:\n  - big.bin\n").unwrap();
+    let partial = dir.join("site.ferry.partial");
+    let mut child = create(dir)
+        .args(["-q", "-o", "site.ferry"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 64 * 1024 * 1024 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "create ended before it could be interrupted"
+        );
+        assert!(std::time::Instant::now() < deadline, "no partial file appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!partial.exists(), "{} is left behind: {stderr}", partial.display());
+    assert!(!dir.join("site.ferry").exists());
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
