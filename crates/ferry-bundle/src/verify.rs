@@ -70,7 +70,13 @@ pub fn verify(
         }
     }
     let owners = check_graphs(bundle, &mut report);
-    check_blobs(bundle, &bundle.manifest.blobs, &owners, progress, &mut report);
+    check_blobs(
+        bundle,
+        &bundle.manifest.blobs,
+        &owners,
+        progress,
+        &mut report,
+    );
     report
 }
 

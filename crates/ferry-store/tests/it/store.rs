@@ -255,7 +255,10 @@ fn a_named_upload_is_found_again_after_a_restart() {
 fn a_damaged_blob_is_found_and_replaced_only_by_verified_bytes() {
     let (_d, store) = open();
     let digest = put(&store, "r", b"original bytes");
-    assert_eq!(store.hash_stored_blob(&digest).unwrap(), Some(digest.clone()));
+    assert_eq!(
+        store.hash_stored_blob(&digest).unwrap(),
+        Some(digest.clone())
+    );
     let path = store
         .root()
         .join("blobs/sha256")
@@ -279,8 +282,14 @@ fn a_damaged_blob_is_found_and_replaced_only_by_verified_bytes() {
     store
         .replace_blob("r", &digest, Some(14), &mut &b"original bytes"[..])
         .unwrap();
-    assert_eq!(store.hash_stored_blob(&digest).unwrap(), Some(digest.clone()));
-    assert_eq!(store.read_blob("r", &digest).unwrap().unwrap(), b"original bytes");
+    assert_eq!(
+        store.hash_stored_blob(&digest).unwrap(),
+        Some(digest.clone())
+    );
+    assert_eq!(
+        store.read_blob("r", &digest).unwrap().unwrap(),
+        b"original bytes"
+    );
     let missing = Digest::sha256(b"never stored");
     assert_eq!(store.hash_stored_blob(&missing).unwrap(), None);
 }

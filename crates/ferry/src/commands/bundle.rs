@@ -233,7 +233,11 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    print_table(["KIND", "SOURCE", "TARGET", "SIZE", "PLATFORMS"], &rows, &[3]);
+    print_table(
+        ["KIND", "SOURCE", "TARGET", "SIZE", "PLATFORMS"],
+        &rows,
+        &[3],
+    );
     println!();
     let saved = report.bytes_without_dedup.saturating_sub(report.blob_bytes);
     println!(

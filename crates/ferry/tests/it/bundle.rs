@@ -109,11 +109,7 @@ impl Distribution {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Distribution {
-            child,
-            addr,
-            dir,
-        }
+        Distribution { child, addr, dir }
     }
 }
 

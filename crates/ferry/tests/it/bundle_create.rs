@@ -530,13 +530,20 @@ fn ctrl_c_while_writing_leaves_no_partial_file() {
             child.try_wait().unwrap().is_none(),
             "create ended before it could be interrupted"
         );
-        assert!(std::time::Instant::now() < deadline, "no partial file appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file appeared"
+        );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!partial.exists(), "{} is left behind: {stderr}", partial.display());
+    assert!(
+        !partial.exists(),
+        "{} is left behind: {stderr}",
+        partial.display()
+    );
     assert!(!dir.join("site.ferry").exists());
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     insta::assert_snapshot!(stderr);

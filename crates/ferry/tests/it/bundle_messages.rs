@@ -9,7 +9,10 @@ use crate::{ferry, run};
 
 /// `ferry bundle inspect PATH`'s exit code and stderr, with `dir` shown as `DIR`.
 fn inspect(path: &Path, dir: &Path) -> String {
-    let out = run(ferry().current_dir(dir).args(["bundle", "inspect"]).arg(path));
+    let out = run(ferry()
+        .current_dir(dir)
+        .args(["bundle", "inspect"])
+        .arg(path));
     format!(
         "exit {}: {}",
         out.status.code().unwrap_or(-1),
@@ -21,7 +24,11 @@ fn inspect(path: &Path, dir: &Path) -> String {
 fn a_file_that_is_not_a_bundle_is_called_that() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    std::fs::write(dir.join("notes.txt"), "root:x:0:0:root:/root:/bin/bash\n".repeat(40)).unwrap();
+    std::fs::write(
+        dir.join("notes.txt"),
+        "root:x:0:0:root:/root:/bin/bash\n".repeat(40),
+    )
+    .unwrap();
     std::fs::write(dir.join("program"), crate::images::bytes(3, 4096)).unwrap();
     std::fs::write(dir.join("empty.ferry"), b"").unwrap();
     let mut tar = tar::Builder::new(Vec::new());
@@ -29,13 +36,20 @@ fn a_file_that_is_not_a_bundle_is_called_that() {
     header.set_size(6);
     header.set_mode(0o644);
     header.set_cksum();
-    tar.append_data(&mut header, "hello.txt", &b"hello\n"[..]).unwrap();
+    tar.append_data(&mut header, "hello.txt", &b"hello\n"[..])
+        .unwrap();
     std::fs::write(dir.join("other.tar"), tar.into_inner().unwrap()).unwrap();
     std::fs::create_dir(dir.join("a-directory")).unwrap();
-    let said: Vec<String> = ["notes.txt", "program", "empty.ferry", "other.tar", "a-directory"]
-        .iter()
-        .map(|name| inspect(Path::new(name), dir))
-        .collect();
+    let said: Vec<String> = [
+        "notes.txt",
+        "program",
+        "empty.ferry",
+        "other.tar",
+        "a-directory",
+    ]
+    .iter()
+    .map(|name| inspect(Path::new(name), dir))
+    .collect();
     insta::assert_snapshot!(said.join(""));
 }
 
@@ -84,7 +98,9 @@ fn verify_names_the_entry_a_bad_blob_belongs_to() {
     let mut bytes = std::fs::read(&site).unwrap();
     bytes[(member.offset + member.size / 2) as usize] ^= 0x04;
     std::fs::write(&site, &bytes).unwrap();
-    let out = run(ferry().current_dir(dir).args(["bundle", "verify", "-q", "site.ferry"]));
+    let out = run(ferry()
+        .current_dir(dir)
+        .args(["bundle", "verify", "-q", "site.ferry"]));
     assert_eq!(out.status.code(), Some(1));
     let report = run(ferry()
         .current_dir(dir)

@@ -9,10 +9,11 @@ mod crash;
 mod disk_full;
 mod images;
 mod netboot;
+mod netboot_config;
 mod referrers;
 mod registry_clients;
-mod reports;
 mod repair;
+mod reports;
 mod slow_link;
 
 use std::io::{BufRead, BufReader};

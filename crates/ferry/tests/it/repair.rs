@@ -107,7 +107,11 @@ fn push_verify_target_puts_back_a_layer_the_registry_lost() {
                 .arg(tmp.path().join("push-state")))
         };
         push(&[]);
-        assert!(layer_file.exists(), "{} holds the layer", layer_file.display());
+        assert!(
+            layer_file.exists(),
+            "{} holds the layer",
+            layer_file.display()
+        );
         if layer_file.is_dir() {
             std::fs::remove_dir_all(&layer_file).unwrap();
         } else {
@@ -115,7 +119,10 @@ fn push_verify_target_puts_back_a_layer_the_registry_lost() {
         }
         let pulled = tmp.path().join("pulled");
         let broken = skopeo_pulls(registry, &pulled).unwrap_err();
-        assert!(broken.contains(lost.hex()) || broken.contains("unknown"), "{broken}");
+        assert!(
+            broken.contains(lost.hex()) || broken.contains("unknown"),
+            "{broken}"
+        );
 
         // A plain push trusts the tag and says so.
         let again = push(&[]);
@@ -165,7 +172,11 @@ fn import_repair_replaces_a_blob_damaged_in_the_store() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("corrupt blob {damaged}")));
 
     let mut lines = vec![import(&[])];
-    assert_eq!(fsck().status.code(), Some(1), "a plain import keeps the bad copy");
+    assert_eq!(
+        fsck().status.code(),
+        Some(1),
+        "a plain import keeps the bad copy"
+    );
     lines.push(import(&["--repair"]));
     let out = fsck();
     assert_eq!(

@@ -65,7 +65,8 @@ fn json_keys_are_snake_case_and_delta_counts_agree() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     standard(&dir.join("src"));
-    let tool = dir.join("vendor/example-corp/platform-tools/release-2025.06/bin/site-bootstrap-tool.bin");
+    let tool =
+        dir.join("vendor/example-corp/platform-tools/release-2025.06/bin/site-bootstrap-tool.bin");
     std::fs::create_dir_all(tool.parent().unwrap()).unwrap();
     std::fs::write(&tool, crate::images::bytes(9, 50_000)).unwrap();
     let base_spec = "name: site-2025-05\nimages:\n  - ref: oci:src:multi\n    repository: team/multi\n    tag: v1\n";
@@ -129,7 +130,11 @@ fn json_keys_are_snake_case_and_delta_counts_agree() {
         c
     };
     json("bundle push", &mut push("base.ferry"), &mut outputs);
-    let pushed = json("bundle push (delta)", &mut push("delta.ferry"), &mut outputs);
+    let pushed = json(
+        "bundle push (delta)",
+        &mut push("delta.ferry"),
+        &mut outputs,
+    );
     for bundle in ["base.ferry", "delta.ferry"] {
         json(
             "bundle import",
@@ -192,8 +197,14 @@ fn json_keys_are_snake_case_and_delta_counts_agree() {
     assert!(created["base_blobs"].as_u64().unwrap() > 0, "{created}");
     assert_eq!(created["base_blobs"], inspected["base_blobs"]);
     assert_eq!(created["base_bytes"], inspected["base_bytes"]);
-    assert_eq!(created["base_blobs"], pushed["push"]["blobs_in_base"], "{pushed}");
-    assert_eq!(created["bytes_before_dedup"], created["blob_bytes"], "{created}");
+    assert_eq!(
+        created["base_blobs"], pushed["push"]["blobs_in_base"],
+        "{pushed}"
+    );
+    assert_eq!(
+        created["bytes_before_dedup"], created["blob_bytes"],
+        "{created}"
+    );
     assert_eq!(inspected["bytes_without_dedup"], created["blob_bytes"]);
     let report = &pushed["push"];
     let count = |key: &str| report[key].as_u64().unwrap();
