@@ -46,6 +46,10 @@ pub enum WriteError {
     Sign(String),
     #[error("stopped before the end (interrupted); nothing was written")]
     Cancelled,
+    #[error(
+        "creation time {0} is outside what a bundle can record (0 to {LATEST_CREATED} seconds since 1970, up to 2242-03-16T12:56:31Z)"
+    )]
+    CreatedOutOfRange(i64),
 }
 
 /// What to put in the bundle.
@@ -163,7 +167,7 @@ pub fn write_bundle(
     let manifest = BundleManifest {
         schema_version: format::SCHEMA_VERSION,
         tool: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-        created: plan.created.map(rfc3339),
+        created: plan.created.map(creation_time).transpose()?,
         spec: plan.spec.clone(),
         index: BlobRecord {
             digest: Digest::sha256(&index),
@@ -183,7 +187,8 @@ pub fn write_bundle(
     let total: u64 = blobs.iter().map(|b| b.size).sum();
     progress.start("bundle", "write", Some(total));
     let mut sink = Sink::create(out, options)?;
-    let mtime = plan.created.unwrap_or(0).max(0) as u64;
+    // In range: `creation_time` checked it above.
+    let mtime = plan.created.unwrap_or(0) as u64;
     let cancelled = || {
         options
             .cancel
@@ -335,26 +340,23 @@ fn append_file<W: Write>(
     tar.append_data(&mut h, path, data)
 }
 
-fn rfc3339(epoch: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm): a date without a
-    // calendar crate, for one timestamp.
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+/// The latest creation time a bundle can record: the largest mtime a
+/// ustar header holds (11 octal digits, 2242-03-16T12:56:31Z).
+pub const LATEST_CREATED: i64 = 0o77_777_777_777;
+
+/// `created` (seconds since 1970) as the RFC 3339 time `ferry/bundle.json`
+/// records; refused outside `0..=LATEST_CREATED`, where the tar headers
+/// that carry it as mtime could not (and RFC 3339's four-digit year would
+/// not) hold it.
+pub fn creation_time(created: i64) -> Result<String, WriteError> {
+    let out_of_range = || WriteError::CreatedOutOfRange(created);
+    if !(0..=LATEST_CREATED).contains(&created) {
+        return Err(out_of_range());
+    }
+    time::OffsetDateTime::from_unix_timestamp(created)
+        .map_err(|_| out_of_range())?
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|_| out_of_range())
 }
 
 /// Hashes what the tar builder copies, and reports progress.
@@ -551,10 +553,28 @@ impl Write for Sink {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn rfc3339_dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    fn creation_times() {
+        assert_eq!(creation_time(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            creation_time(1_700_000_000).unwrap(),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(creation_time(951_782_400).unwrap(), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            creation_time(LATEST_CREATED).unwrap(),
+            "2242-03-16T12:56:31Z"
+        );
+        for refused in [-1, LATEST_CREATED + 1, 99_999_999_999_999, i64::MIN] {
+            assert!(
+                matches!(
+                    creation_time(refused),
+                    Err(WriteError::CreatedOutOfRange(_))
+                ),
+                "{refused}"
+            );
+        }
     }
 }

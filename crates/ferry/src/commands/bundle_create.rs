@@ -125,25 +125,32 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// The creation time: `--created`, else `$SOURCE_DATE_EPOCH`
-/// (reproducible-builds.org/specs/source-date-epoch), else none.
+/// (reproducible-builds.org/specs/source-date-epoch), else none; one the
+/// bundle cannot record is refused here, before any work.
 fn created(arg: Option<&str>) -> anyhow::Result<Option<i64>> {
-    if let Some(text) = arg {
+    let (epoch, from) = if let Some(text) = arg {
         let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map_err(|e| {
             UserError::new(format!("--created {text:?} is not an RFC 3339 time: {e}"))
                 .with_hint("for example --created 2025-06-01T00:00:00Z")
         })?;
-        return Ok(Some(t.unix_timestamp()));
-    }
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            UserError::new(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
-            ))
-            .into()
-        }),
-        _ => Ok(None),
-    }
+        (t.unix_timestamp(), format!("--created {text}"))
+    } else {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.is_empty() => {
+                let epoch = v.trim().parse().map_err(|_| {
+                    UserError::new(format!(
+                        "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
+                    ))
+                })?;
+                (epoch, format!("SOURCE_DATE_EPOCH={v}"))
+            }
+            _ => return Ok(None),
+        }
+    };
+    ferry_bundle::writer::creation_time(epoch)
+        .map_err(|e| UserError::new(format!("{from}: {e}")))?;
+    Ok(Some(epoch))
 }
 
 fn host_overrides(args: &BundleCreateArgs) -> anyhow::Result<BTreeMap<String, HostOverride>> {

@@ -548,3 +548,35 @@ fn ctrl_c_while_writing_leaves_no_partial_file() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     insta::assert_snapshot!(stderr);
 }
+
+#[test]
+fn a_creation_time_the_bundle_cannot_hold_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tool.bin"), b"tool").unwrap();
+    std::fs::write(dir.join("ferry.yaml"), "files:\n  - tool.bin\n").unwrap();
+    let mut said = String::new();
+    for epoch in ["99999999999999", "-1"] {
+        let out = run(create(dir)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args(["-q", "-o", "site.ferry"]));
+        said.push_str(&format!(
+            "SOURCE_DATE_EPOCH={epoch}: exit {}\n{}",
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        assert!(!dir.join("site.ferry").exists(), "{said}");
+    }
+    // The last second a tar header holds, and the epoch itself, work.
+    for (epoch, date) in [
+        ("8589934591", "2242-03-16T12:56:31Z"),
+        ("0", "1970-01-01T00:00:00Z"),
+    ] {
+        ok(create(dir)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args(["-q", "-o", "site.ferry"]));
+        let bundle = ferry_bundle::Bundle::open(&dir.join("site.ferry")).unwrap();
+        assert_eq!(bundle.manifest.created.as_deref(), Some(date));
+    }
+    insta::assert_snapshot!(said);
+}
