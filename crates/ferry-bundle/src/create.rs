@@ -157,7 +157,6 @@ pub struct Resolution {
 
 /// What [`Resolution::fetch`] did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct FetchReport {
     pub blobs_fetched: usize,
     pub bytes_fetched: u64,
@@ -170,7 +169,6 @@ pub struct FetchReport {
 
 /// What [`create`] did.
 #[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct CreateReport {
     pub entries: usize,
     pub fetch: FetchReport,

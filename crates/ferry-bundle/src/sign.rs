@@ -25,9 +25,21 @@
 //! `minisign-verify`, the format author's own dependency-free verifier,
 //! with legacy (non-prehashed) signatures refused. Secret keys are stored
 //! unencrypted (`kdf "\0\0"`, like `minisign -G -W`) and protected by
-//! their file mode: the full `minisign` crate would add password-based
-//! encryption, but drags scrypt and a second copy of sha2/digest into the
-//! build; password-protected keys are refused with a clear message.
+//! their file mode; password-protected keys are refused with a clear
+//! message.
+//!
+//! Why the signing side is written here instead of using the `minisign`
+//! crate (jedisct1/rust-minisign):
+//! - its `sign` mixes 64 random bytes into every Ed25519 signature
+//!   ("hedged" signing), so signing the same `ferry/bundle.json` twice
+//!   gives two different signatures, and a signed bundle would no longer
+//!   be byte-identical for identical inputs; ring's Ed25519 is the
+//!   deterministic RFC 8032 scheme, which the C `minisign` also uses;
+//! - its `SecretKey::from_box` always derives a key from a password with
+//!   scrypt (prompting on the terminal when none is given), so it cannot
+//!   load the unencrypted keys `minisign -G -W` (and `ferry bundle
+//!   keygen`) write;
+//! - it would bring scrypt and its own copies of the hash functions.
 
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -192,7 +192,7 @@ impl Store {
     }
 }
 
-fn hash_file(
+pub(crate) fn hash_file(
     path: &std::path::Path,
     algorithm: Algorithm,
     buf: &mut [u8],

@@ -22,6 +22,15 @@ use ferry_oci::{Algorithm, Digest, Hasher};
 use crate::error::{IoContext, Result, StoreError};
 use crate::{Store, check_repository, fsutil};
 
+/// What committing does when the blob's file exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placement {
+    /// Keep it (the same digest, so the same bytes, unless it was damaged).
+    KeepExisting,
+    /// Rename the verified new bytes over it (a repair).
+    Replace,
+}
+
 /// An upload's in-memory state between requests.
 pub(crate) struct UploadState {
     repo: String,
@@ -155,6 +164,33 @@ impl Store {
             self.link_blob(repo, digest)?;
             return Ok(existing);
         }
+        self.write_blob(repo, digest, size, reader, Placement::KeepExisting)
+    }
+
+    /// Stores a whole blob like [`Store::put_blob`], but a copy already in
+    /// the store is replaced by the new bytes once they are verified,
+    /// instead of kept: for repairing a blob whose stored bytes no longer
+    /// match their digest ([`Store::hash_stored_blob`] tells), e.g. from the
+    /// bundle it came in. The rename is atomic: a reader gets the old file
+    /// or the new one, whole.
+    pub fn replace_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        reader: &mut dyn Read,
+    ) -> Result<u64> {
+        self.write_blob(repo, digest, size, reader, Placement::Replace)
+    }
+
+    fn write_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: Option<u64>,
+        reader: &mut dyn Read,
+        placement: Placement,
+    ) -> Result<u64> {
         let id = self.start_upload(repo)?;
         let mut writer = self.open_upload(repo, &id)?;
         writer.set_algorithm(digest.algorithm())?;
@@ -177,7 +213,7 @@ impl Store {
                 return Err(e);
             }
         }
-        writer.commit(digest, size)
+        writer.commit_placing(digest, size, placement)
     }
 
     fn session_dir(&self, repo: &str, id: &str) -> Result<PathBuf> {
@@ -365,11 +401,20 @@ impl UploadWriter {
     /// it durable and visible as a blob, links it into the session's
     /// repository and ends the session. On a mismatch the session is
     /// removed and nothing becomes visible.
-    pub fn commit(mut self, digest: &Digest, size: Option<u64>) -> Result<u64> {
+    pub fn commit(self, digest: &Digest, size: Option<u64>) -> Result<u64> {
+        self.commit_placing(digest, size, Placement::KeepExisting)
+    }
+
+    fn commit_placing(
+        mut self,
+        digest: &Digest,
+        size: Option<u64>,
+        placement: Placement,
+    ) -> Result<u64> {
         self.flush()?;
         let repo = self.repository();
         let verdict = self
-            .verify_and_place(digest, size)
+            .verify_and_place(digest, size, placement)
             .and_then(|len| self.store.link_blob(&repo, digest).map(|()| len));
         // Client errors end the session (as Distribution does); an I/O
         // error leaves it for a retry.
@@ -384,7 +429,12 @@ impl UploadWriter {
         fs::read_to_string(repo_file).unwrap_or_default()
     }
 
-    fn verify_and_place(&mut self, digest: &Digest, size: Option<u64>) -> Result<u64> {
+    fn verify_and_place(
+        &mut self,
+        digest: &Digest,
+        size: Option<u64>,
+        placement: Placement,
+    ) -> Result<u64> {
         self.set_algorithm(digest.algorithm())?;
         let actual = self.hasher.as_ref().expect("hasher").peek();
         if let Some(expected) = size
@@ -412,7 +462,7 @@ impl UploadWriter {
         // The blob's mtime is its commit time: GC's grace period counts
         // from it, for new and for deduplicated uploads alike.
         self.store.pin(digest);
-        if dest.exists() {
+        if dest.exists() && placement == Placement::KeepExisting {
             touch(&dest).at(&dest)?;
         } else {
             touch(&data).at(&data)?;

@@ -519,6 +519,8 @@ fn bundle_class(error: &ferry_bundle::BundleError) -> Option<Class> {
         B::Container(_)
         | B::Tar { .. }
         | B::UnsafeMember { .. }
+        | B::BadHeader { .. }
+        | B::MissingLastPart { .. }
         | B::Truncated { .. }
         | B::Incomplete { .. }
         | B::Invalid { .. }

@@ -250,3 +250,46 @@ fn a_named_upload_is_found_again_after_a_restart() {
         ));
     }
 }
+
+#[test]
+fn a_damaged_blob_is_found_and_replaced_only_by_verified_bytes() {
+    let (_d, store) = open();
+    let digest = put(&store, "r", b"original bytes");
+    assert_eq!(
+        store.hash_stored_blob(&digest).unwrap(),
+        Some(digest.clone())
+    );
+    let path = store
+        .root()
+        .join("blobs/sha256")
+        .join(&digest.hex()[..2])
+        .join(digest.hex());
+    std::fs::write(&path, b"original bytez").unwrap();
+    let damaged = store.hash_stored_blob(&digest).unwrap().unwrap();
+    assert_eq!(damaged, Digest::sha256(b"original bytez"));
+    // put_blob keeps what is there; replace_blob refuses wrong bytes and
+    // leaves the file as it was...
+    store
+        .put_blob("r", &digest, None, &mut &b"original bytes"[..])
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"original bytez");
+    let err = store
+        .replace_blob("r", &digest, None, &mut &b"other bytes"[..])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"original bytez");
+    // ...and puts the right ones in place.
+    store
+        .replace_blob("r", &digest, Some(14), &mut &b"original bytes"[..])
+        .unwrap();
+    assert_eq!(
+        store.hash_stored_blob(&digest).unwrap(),
+        Some(digest.clone())
+    );
+    assert_eq!(
+        store.read_blob("r", &digest).unwrap().unwrap(),
+        b"original bytes"
+    );
+    let missing = Digest::sha256(b"never stored");
+    assert_eq!(store.hash_stored_blob(&missing).unwrap(), None);
+}

@@ -13,7 +13,7 @@ use ferry_client::{Client, ClientOptions, Credentials, HostConfig, HostSecurity,
 
 use crate::cli::GlobalArgs;
 use crate::exit::{ProblemFound, UserError};
-use crate::output::{human_bytes, print_json, state_dir};
+use crate::output::{human_bytes, print_json, print_table, state_dir};
 use crate::progress::Bars;
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +40,11 @@ pub struct ImportArgs {
     /// Put every repository under this path prefix.
     #[arg(long, default_value = "", value_name = "PREFIX")]
     pub prefix: String,
+    /// Hash the store's copy of every blob the bundle needs again, and
+    /// replace one whose bytes went bad with the bundle's (repairs what
+    /// `ferry registry fsck` reports as corrupt).
+    #[arg(long)]
+    pub repair: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -102,6 +107,11 @@ pub struct PushArgs {
     /// ./site-site for site.ferry, site.ferry.000 or site.run].
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Check every blob and manifest on the target with its own request,
+    /// even for entries whose tag already matches, and upload what is
+    /// missing (repairs a registry that lost blobs).
+    #[arg(long)]
+    pub verify_target: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -174,6 +184,9 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("bundle   {}", report.bundle);
+    if let Some(name) = &report.name {
+        println!("name     {name}");
+    }
     println!(
         "made by  {}{}",
         report.tool,
@@ -185,27 +198,35 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
     );
     println!("signed   {}", if report.signed { "yes" } else { "no" });
     if let Some(base) = &report.base {
-        println!("delta on {base} ({} blobs come from it)", report.base_blobs);
-    }
-    println!();
-    println!(
-        "{:<10} {:<48} {:<40} {:>10}  platforms",
-        "KIND", "SOURCE", "TARGET", "SIZE"
-    );
-    for e in &report.entries {
         println!(
-            "{:<10} {:<48} {:<40} {:>10}  {}",
-            e.kind.as_str(),
-            e.source,
-            e.target,
-            human_bytes(e.bytes),
-            if e.platforms.is_empty() {
-                "-".to_string()
-            } else {
-                e.platforms.join(",")
-            }
+            "delta on {base} ({} blobs, {}, come from it)",
+            report.base_blobs,
+            human_bytes(report.base_bytes)
         );
     }
+    println!();
+    let rows: Vec<[String; 5]> = report
+        .entries
+        .iter()
+        .map(|e| {
+            [
+                e.kind.as_str().to_string(),
+                e.source.clone(),
+                e.target.clone(),
+                human_bytes(e.bytes),
+                if e.platforms.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.platforms.join(",")
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        ["KIND", "SOURCE", "TARGET", "SIZE", "PLATFORMS"],
+        &rows,
+        &[3],
+    );
     println!();
     let saved = report.bytes_without_dedup.saturating_sub(report.blob_bytes);
     println!(
@@ -321,6 +342,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
         },
         repository_map: args.map.clone(),
         resume: Some(resume),
+        verify_target: args.verify_target,
         ..PushOptions::default()
     };
     let bars = Arc::new(Bars::new(global.quiet || args.json, "push", None));
@@ -345,7 +367,7 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             println!("{:<11} {}", t.outcome, t.reference);
         }
         println!(
-            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {} already there, {} mounted; {} manifests pushed, {} already there",
+            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {}, {} mounted{}; {} manifests pushed, {} already there",
             report.target,
             report.seconds,
             report.blobs_uploaded,
@@ -355,8 +377,13 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             } else {
                 String::new()
             },
-            report.blobs_skipped,
+            already_there(&report),
             report.blobs_mounted,
+            if report.blobs_in_base > 0 {
+                format!(", {} in the base (found there)", report.blobs_in_base)
+            } else {
+                String::new()
+            },
             report.manifests_pushed,
             report.manifests_skipped
         );
@@ -368,6 +395,25 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "12 already there (tag matched, not checked)": how the blobs the push
+/// skipped were known to be there.
+fn already_there(report: &ferry_bundle::push::PushReport) -> String {
+    let (all, unchecked) = (report.blobs_skipped, report.blobs_unchecked);
+    let how = if all == 0 {
+        String::new()
+    } else if unchecked == 0 {
+        " (verified by HEAD)".to_string()
+    } else if unchecked == all {
+        " (tag matched, not checked)".to_string()
+    } else {
+        format!(
+            " ({} verified by HEAD, {unchecked} tag matched, not checked)",
+            all - unchecked
+        )
+    };
+    format!("{all} already there{how}")
 }
 
 /// Where the site files go: `--out`, else `<bundle name>-site` in the
@@ -438,9 +484,10 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
     let store = crate::commands::registry::open_store(global)?;
     let quiet = global.quiet || args.json;
     let prefix = args.prefix.clone();
+    let repair = args.repair;
     let report = tokio::task::spawn_blocking(move || {
         let bars = Bars::new(quiet, "import", None);
-        let report = ferry_bundle::import::import(&bundle, &store, &prefix, &bars);
+        let report = ferry_bundle::import::import(&bundle, &store, &prefix, repair, &bars);
         bars.finish();
         report
     })
@@ -453,10 +500,20 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
             println!("imported {tag}");
         }
         println!(
-            "{} blobs imported ({}), {} already in the store, {} manifests",
+            "{} blobs imported ({}), {} already in the store ({}){}, {} manifests",
             report.blobs_imported,
             human_bytes(report.bytes),
             report.blobs_present,
+            if report.present_verified {
+                "re-hashed, intact"
+            } else {
+                "kept as they are, not checked"
+            },
+            if report.present_verified {
+                format!(", {} damaged and repaired", report.blobs_repaired)
+            } else {
+                String::new()
+            },
             report.manifests
         );
     }

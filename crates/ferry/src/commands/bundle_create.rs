@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -92,6 +94,9 @@ pub struct KeygenArgs {
     pub output: PathBuf,
 }
 
+/// The shell's exit code for a command ended by SIGINT (128 + 2).
+const INTERRUPTED: u8 = 130;
+
 /// `4G`, `700M`, `512K`, `1048576` (binary units; `GiB`, `G`, `GB` alike).
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -120,25 +125,32 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// The creation time: `--created`, else `$SOURCE_DATE_EPOCH`
-/// (reproducible-builds.org/specs/source-date-epoch), else none.
+/// (reproducible-builds.org/specs/source-date-epoch), else none; one the
+/// bundle cannot record is refused here, before any work.
 fn created(arg: Option<&str>) -> anyhow::Result<Option<i64>> {
-    if let Some(text) = arg {
+    let (epoch, from) = if let Some(text) = arg {
         let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map_err(|e| {
             UserError::new(format!("--created {text:?} is not an RFC 3339 time: {e}"))
                 .with_hint("for example --created 2025-06-01T00:00:00Z")
         })?;
-        return Ok(Some(t.unix_timestamp()));
-    }
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            UserError::new(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
-            ))
-            .into()
-        }),
-        _ => Ok(None),
-    }
+        (t.unix_timestamp(), format!("--created {text}"))
+    } else {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.is_empty() => {
+                let epoch = v.trim().parse().map_err(|_| {
+                    UserError::new(format!(
+                        "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
+                    ))
+                })?;
+                (epoch, format!("SOURCE_DATE_EPOCH={v}"))
+            }
+            _ => return Ok(None),
+        }
+    };
+    ferry_bundle::writer::creation_time(epoch)
+        .map_err(|e| UserError::new(format!("{from}: {e}")))?;
+    Ok(Some(epoch))
 }
 
 fn host_overrides(args: &BundleCreateArgs) -> anyhow::Result<BTreeMap<String, HostOverride>> {
@@ -206,6 +218,7 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         since: args.since.clone(),
         created: created(args.created.as_deref())?,
     };
+    let cancel = Arc::new(AtomicBool::new(false));
     let write_options = WriteOptions {
         split: args.split,
         self_extracting: if args.self_extracting {
@@ -214,6 +227,7 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
             None
         },
         signer: signer.map(sign::signer),
+        cancel: Some(cancel.clone()),
     };
     let cache_dir = state_dir(global).join("cache");
     let cache = ContentCache::open(&cache_dir)
@@ -242,9 +256,26 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         args.output.clone(),
         write_options,
         &bars,
-    )
-    .await;
+    );
+    // From here on Ctrl-C stops the writer, which removes its `.partial`
+    // file(s), instead of killing the process with them on disk. (Before,
+    // an interrupted download resumes on the next run: nothing to clean.)
+    tokio::pin!(write);
+    let write = tokio::select! {
+        write = &mut write => write,
+        _ = tokio::signal::ctrl_c() => {
+            cancel.store(true, Ordering::Relaxed);
+            write.await
+        }
+    };
     bars.finish();
+    if let Err(CreateError::Write(WriteError::Cancelled)) = write {
+        eprintln!(
+            "interrupted: {} was not written, and its partial file was removed",
+            args.output.display()
+        );
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     let write = write.map_err(user_facing)?;
 
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
@@ -258,11 +289,12 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
             "entries": resolution.entries.len(),
             "kinds": kinds,
             "blobs": write.blobs,
-            "blobBytes": write.blob_bytes,
-            "bytesBeforeDedup": write.bytes_before_dedup,
-            "baseBlobs": write.base_blobs,
+            "blob_bytes": write.blob_bytes,
+            "bytes_before_dedup": write.bytes_before_dedup,
+            "base_blobs": write.base_blobs,
+            "base_bytes": write.base_bytes,
             "fetch": fetch,
-            "signedBy": key_id,
+            "signed_by": key_id,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -314,9 +346,10 @@ fn print_summary(
     );
     if let Some(base) = &args.since {
         println!(
-            "  delta on {}: {} blobs left out (the target must have them)",
+            "  delta on {}: {} blobs ({}) left out (in the base; the target must have them)",
             base.display(),
-            write.base_blobs
+            write.base_blobs,
+            human_bytes(write.base_bytes)
         );
     }
     if let Some(id) = key_id {

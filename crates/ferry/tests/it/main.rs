@@ -3,6 +3,7 @@
 
 mod bundle;
 mod bundle_create;
+mod bundle_messages;
 mod cli;
 mod containerd;
 mod crash;
@@ -11,8 +12,11 @@ mod exit_codes;
 mod images;
 mod mirror_resolver;
 mod netboot;
+mod netboot_config;
 mod referrers;
 mod registry_clients;
+mod repair;
+mod reports;
 mod site_files;
 mod slow_link;
 
