@@ -95,6 +95,12 @@ impl Auth {
             let decoded = STANDARD.decode(credentials.trim()).map_err(|_| ())?;
             let decoded = String::from_utf8(decoded).map_err(|_| ())?;
             let (user, password) = decoded.split_once(':').ok_or(())?;
+            // containers/image (skopeo, podman) answers a Basic challenge
+            // with `Basic Og==`, an empty user and password, when it has no
+            // credentials: that is an anonymous caller, not a failed login.
+            if user.is_empty() && password.is_empty() {
+                return Ok(Identity::Anonymous);
+            }
             let users = self.users.clone().ok_or(())?;
             let (u, p) = (user.to_string(), password.to_string());
             let ok = tokio::task::spawn_blocking(move || users.verify(&u, &p))

@@ -286,3 +286,41 @@ async fn token_realm_is_the_request_authority_over_http1_and_http2() {
     }
     drop(stop);
 }
+
+/// `Basic Og==` (empty user and password, what containers/image sends
+/// when it has no credentials) is an anonymous caller: it may pull with
+/// `--anonymous-read`, and nothing more.
+#[tokio::test]
+async fn empty_basic_credentials_are_anonymous() {
+    let empty = basic("", "");
+    assert_eq!(empty, "Basic Og==");
+    for (anonymous_read, pull) in [
+        (true, StatusCode::NOT_FOUND),
+        (false, StatusCode::UNAUTHORIZED),
+    ] {
+        let r = TestRegistry::with_auth(Auth::with_users(
+            Mode::Basic,
+            users(),
+            anonymous_read,
+            false,
+        ));
+        let reply = r
+            .send(
+                Method::GET,
+                "/v2/app/tags/list",
+                &[("authorization", &empty)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(reply.status, pull, "anonymous_read={anonymous_read}");
+        let push = r
+            .send(
+                Method::POST,
+                "/v2/app/blobs/uploads/",
+                &[("authorization", &empty)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(push.status, StatusCode::UNAUTHORIZED);
+    }
+}

@@ -328,3 +328,58 @@ fn gc_runs_online_through_the_server() {
     let fsck: serde_json::Value = serde_json::from_str(&fsck).unwrap();
     assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
 }
+
+/// `--anonymous-read` lets skopeo pull without credentials. After the
+/// Basic challenge of `/v2/`, containers/image sends `Authorization: Basic
+/// Og==` (an empty user and password) on every request: that is anonymous,
+/// not a failed login.
+#[test]
+fn anonymous_pull_with_skopeo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    standard(&src);
+    let users = htpasswd(tmp.path());
+    for auth in ["basic", "token"] {
+        let server = Server::start(
+            &tmp.path().join(format!("state-{auth}")),
+            &[
+                "--htpasswd",
+                users.to_str().unwrap(),
+                "--auth",
+                auth,
+                "--anonymous-read",
+            ],
+        );
+        let addr = &server.addr;
+        let out = copy(
+            &format!("oci:{}:many", src.display()),
+            &format!("docker://{addr}/open/app:v1"),
+            &["--dest-creds", "alice:s3cret"],
+        );
+        assert!(
+            out.status.success(),
+            "push with --auth {auth}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = copy(
+            &format!("docker://{addr}/open/app:v1"),
+            &format!(
+                "oci:{}:x",
+                tmp.path().join(format!("back-{auth}")).display()
+            ),
+            &["--src-no-creds"],
+        );
+        assert!(
+            out.status.success(),
+            "anonymous pull with --auth {auth}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Pushing still needs a user.
+        let out = copy(
+            &format!("oci:{}:many", src.display()),
+            &format!("docker://{addr}/open/other:v1"),
+            &["--dest-no-creds"],
+        );
+        assert!(!out.status.success(), "anonymous push with --auth {auth}");
+    }
+}
