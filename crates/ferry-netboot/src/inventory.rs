@@ -18,12 +18,13 @@
 //! copy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ferry_oci::atomic::AtomicWrite;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -412,7 +413,9 @@ impl Inventory {
                 hosts: hosts.values().cloned().collect(),
             };
             let json = serde_json::to_vec_pretty(&file).expect("inventory serializes");
-            write_atomic(&self.file, &json).map_err(|e| self.io_err(&self.file, e))?;
+            AtomicWrite::new()
+                .replace(&self.file, &json)
+                .map_err(|e| self.io_err(&self.file, e))?;
         }
         let fingerprint = self.fingerprint()?;
         self.install(hosts, fingerprint);
@@ -481,26 +484,6 @@ impl Inventory {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new
-/// content, never a part: temporary file in the same directory, fsync,
-/// rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", &new_token()[..16]));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,7 +549,7 @@ mod tests {
             .map(|i| HostRecord::new(MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]), "t"))
             .collect();
         let json = serde_json::to_vec(&InventoryFile { version: 1, hosts }).unwrap();
-        write_atomic(inv.path(), &json).unwrap();
+        AtomicWrite::new().replace(inv.path(), &json).unwrap();
         assert!(matches!(
             inv.update(mac(9), |_| {}),
             Err(InventoryError::Full { .. })
