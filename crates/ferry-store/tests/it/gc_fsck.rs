@@ -8,7 +8,7 @@ use crate::{open, push_image, put};
 fn no_grace() -> GcOptions {
     GcOptions {
         grace: Duration::ZERO,
-        ..GcOptions::default()
+        dry_run: false,
     }
 }
 
@@ -59,12 +59,7 @@ fn gc_never_takes_an_open_upload() {
     let id = store.start_upload("r").unwrap();
     let mut w = store.open_upload("r", &id).unwrap();
     w.write(b"partial").unwrap();
-    let report = store
-        .gc(&GcOptions {
-            upload_expiry: Duration::ZERO,
-            ..no_grace()
-        })
-        .unwrap();
+    let report = store.gc(&no_grace()).unwrap();
     assert_eq!(report.uploads_purged, 0);
     w.write(b" and the rest").unwrap();
     let digest = Digest::sha256(b"partial and the rest");
@@ -147,4 +142,52 @@ fn fsck_finds_corruption_and_dangling_references() {
             .any(|p| p.what.contains("missing blob")),
         "{report:?}"
     );
+}
+
+/// Sets a file's or directory's mtime `ago` in the past.
+fn age(path: &std::path::Path, ago: Duration) {
+    std::fs::File::open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+#[test]
+fn gc_removes_abandoned_sessions_and_crash_leftovers() {
+    let (dir, store) = open();
+    let root = dir.path().join("store");
+    let two_hours = Duration::from_secs(7200);
+    let abandoned = store.start_upload("r").unwrap();
+    store
+        .open_upload("r", &abandoned)
+        .unwrap()
+        .write(b"sent, then the client vanished")
+        .unwrap();
+    age(
+        &root.join("uploads").join(&abandoned).join("data"),
+        two_hours,
+    );
+    let fresh = store.start_upload("r").unwrap();
+    // A session directory without files, as a crash (or an older ferry
+    // on a full disk) left it.
+    let empty = root.join("uploads/0123456789abcdef0123456789abcdef");
+    std::fs::create_dir(&empty).unwrap();
+    age(&empty, two_hours);
+    let old_temp = root.join("tmp/.tmpleftover");
+    std::fs::write(&old_temp, b"half").unwrap();
+    age(&old_temp, two_hours);
+    let new_temp = root.join("tmp/.tmpinflight");
+    std::fs::write(&new_temp, b"being written").unwrap();
+
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(report.uploads_purged, 2);
+    assert_eq!(report.temp_files_removed, 1);
+    assert!(store.upload_offset("r", &abandoned).is_err());
+    assert_eq!(store.upload_offset("r", &fresh).unwrap(), 0);
+    assert!(!empty.exists() && !old_temp.exists() && new_temp.exists());
+    // The client that comes back learns its session is gone.
+    assert!(matches!(
+        store.open_upload("r", &abandoned),
+        Err(ferry_store::StoreError::UploadUnknown(_))
+    ));
 }

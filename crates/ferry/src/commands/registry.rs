@@ -32,7 +32,8 @@ pub struct FsckArgs {
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Keep unreferenced blobs younger than this many seconds (uploads
-    /// whose manifest is still to come).
+    /// whose manifest is still to come), and upload sessions that received
+    /// data within it; older sessions are abandoned and removed.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     grace: u64,
     /// Show what would be removed, remove nothing.
@@ -102,7 +103,6 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
                     let options = GcOptions {
                         grace: Duration::from_secs(args.grace),
                         dry_run: args.dry_run,
-                        ..GcOptions::default()
                     };
                     tokio::task::spawn_blocking(move || store.gc(&options)).await??
                 }

@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// With --htpasswd: let anyone pull without credentials.
     #[arg(long, requires = "htpasswd")]
     anonymous_read: bool,
+    /// An upload session that receives nothing for this many seconds is
+    /// abandoned: the server removes it and the bytes it holds (a client
+    /// that comes back starts the blob over).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    upload_expiry: u64,
     /// Largest manifest accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     max_manifest_size: u64,
@@ -110,6 +115,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    tokio::spawn(expire_uploads(
+        store.clone(),
+        Duration::from_secs(args.upload_expiry),
+    ));
     let registry = {
         let router = Registry::new(store.clone(), auth).router();
         let stopped = until_stopped(stopped.clone());
@@ -134,6 +143,25 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     tokio::try_join!(registry, netboot)?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes abandoned upload sessions for as long as the server runs, so
+/// that what a vanished client had sent does not hold the disk. Checks
+/// often enough that a session goes at most half its expiry late.
+async fn expire_uploads(store: Store, expiry: Duration) {
+    let every = (expiry / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.purge_idle_uploads(expiry, false)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!("removed {n} abandoned upload sessions"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot expire upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "upload expiry task failed"),
+        }
+    }
 }
 
 /// `serve.json` in the store: where this server listens, so that

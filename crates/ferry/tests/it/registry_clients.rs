@@ -6,14 +6,15 @@ use std::process::Command;
 use crate::images::{assert_blobs_identical, standard};
 use crate::{Server, ok, run};
 
-fn skopeo() -> Command {
+pub fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
     // No host-wide blob-info cache: every copy sees only this test's registry.
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
     c
 }
 
-fn copy(src: &str, dst: &str, extra: &[&str]) -> std::process::Output {
+/// `skopeo copy` without TLS verification, plus `extra` options.
+pub fn copy(src: &str, dst: &str, extra: &[&str]) -> std::process::Output {
     run(skopeo()
         .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
         .args(extra)
