@@ -110,3 +110,24 @@ pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
     }
     Ok(names)
 }
+
+/// Hashes a whole file with `algorithm`, reading through `buf`; returns
+/// the digest and the size.
+pub fn hash_file(
+    path: &Path,
+    algorithm: ferry_oci::Algorithm,
+    buf: &mut [u8],
+) -> io::Result<(ferry_oci::Digest, u64)> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = ferry_oci::Hasher::new(algorithm);
+    loop {
+        let n = file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let size = hasher.bytes();
+    Ok((hasher.finish(), size))
+}

@@ -191,3 +191,84 @@ fn gc_removes_abandoned_sessions_and_crash_leftovers() {
         Err(ferry_store::StoreError::UploadUnknown(_))
     ));
 }
+
+/// A byte flipped in a stored blob: `recheck_blob` finds it and takes it
+/// out of service, so that `put_blob` (what an import does) stores the
+/// right bytes again; an intact blob is left alone.
+#[test]
+fn a_corrupt_blob_is_quarantined_and_stored_again() {
+    let (dir, store) = open();
+    let image = push_image(&store, "r", "v1", b"cfg", &[b"layer one", b"layer two"]);
+    let layer = Digest::sha256(b"layer two");
+    let path = dir
+        .path()
+        .join("store/blobs/sha256")
+        .join(&layer.hex()[..2])
+        .join(layer.hex());
+    std::fs::write(&path, b"layer twO").unwrap();
+    assert_eq!(
+        store.recheck_blob(&Digest::sha256(b"layer one")).unwrap(),
+        ferry_store::BlobCheck::Intact { size: 9 }
+    );
+    let check = store.recheck_blob(&layer).unwrap();
+    let ferry_store::BlobCheck::Corrupt {
+        actual,
+        quarantined,
+    } = check
+    else {
+        panic!("{check:?}");
+    };
+    assert_eq!(actual, Digest::sha256(b"layer twO"));
+    assert_eq!(std::fs::read(&quarantined).unwrap(), b"layer twO");
+    assert_eq!(store.blob_size(&layer).unwrap(), None);
+    assert!(store.open_blob("r", &layer).unwrap().is_none());
+    assert_eq!(
+        store.recheck_blob(&layer).unwrap(),
+        ferry_store::BlobCheck::Missing
+    );
+    let report = store.fsck(&|_| {}).unwrap();
+    assert!(report.corrupt_blobs.is_empty());
+    // The blob link and the manifest both miss it until it is stored again.
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+
+    put(&store, "r", b"layer two");
+    assert_eq!(std::fs::read(&path).unwrap(), b"layer two");
+    assert!(store.fsck(&|_| {}).unwrap().is_clean());
+    assert!(
+        store
+            .get_manifest("r", &ManifestRef::Digest(image))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn fsck_and_repair_quarantines_what_fsck_reports() {
+    let (dir, store) = open();
+    push_image(&store, "r", "v1", b"cfg", &[b"good", b"bad"]);
+    let bad = Digest::sha256(b"bad");
+    let path = dir
+        .path()
+        .join("store/blobs/sha256")
+        .join(&bad.hex()[..2])
+        .join(bad.hex());
+    std::fs::write(&path, b"BAD").unwrap();
+    let report = store.fsck(&|_| {}).unwrap();
+    assert_eq!(report.corrupt_blobs.len(), 1);
+    assert!(report.corrupt_blobs[0].quarantined.is_none());
+    assert!(path.exists(), "fsck alone changes nothing");
+    let report = store.fsck_and_repair(&|_| {}).unwrap();
+    assert_eq!(report.corrupt_blobs[0].digest, bad);
+    assert!(report.corrupt_blobs[0].quarantined.is_some());
+    assert!(!path.exists());
+    let manifest = store
+        .resolve_manifest("r", &ManifestRef::Tag("v1".into()))
+        .unwrap()
+        .unwrap();
+    let wanted = format!("manifest {manifest} references missing blob {bad}");
+    assert!(
+        report.problems.iter().any(|p| p.what == wanted),
+        "{:?}",
+        report.problems
+    );
+}

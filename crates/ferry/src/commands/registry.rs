@@ -24,6 +24,10 @@ pub enum RegistryCommand {
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
+    /// Move corrupt blobs to the store's quarantine/ directory, so they
+    /// are no longer served and the next push or import stores them again.
+    #[arg(long)]
+    repair: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -63,8 +67,12 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
         RegistryCommand::Fsck(args) => {
             let report = tokio::task::spawn_blocking(move || {
                 let bars = Bars::new(quiet || args.json, "fsck", None);
-                let report =
-                    store.fsck(&|bytes| ferry_oci::progress::Progress::advance(&bars, "", bytes));
+                let on_blob = |bytes| ferry_oci::progress::Progress::advance(&bars, "", bytes);
+                let report = if args.repair {
+                    store.fsck_and_repair(&on_blob)
+                } else {
+                    store.fsck(&on_blob)
+                };
                 bars.finish();
                 report
             })
@@ -80,9 +88,17 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
                 );
                 for c in &report.corrupt_blobs {
                     println!("corrupt blob {}: content hashes to {}", c.digest, c.actual);
+                    if let Some(path) = &c.quarantined {
+                        println!("  quarantined: moved to {path}; push or import it again");
+                    }
                 }
                 for p in &report.problems {
                     println!("{}: {}", p.repository, p.what);
+                }
+                if !args.repair && !report.corrupt_blobs.is_empty() {
+                    println!(
+                        "`ferry registry fsck --repair` takes corrupt blobs out of service so that a push or import stores them again"
+                    );
                 }
             }
             if report.is_clean() {

@@ -10,6 +10,7 @@ mod images;
 mod netboot;
 mod referrers;
 mod registry_clients;
+mod repair;
 mod site_ca;
 mod slow_link;
 
