@@ -9,7 +9,7 @@ use ferry_netboot::config::Source;
 use ferry_netboot::{Config, ConfigError, LoadedConfig, ServeError, ServeOptions};
 
 use crate::cli::GlobalArgs;
-use crate::exit::UserError;
+use crate::exit::{ProblemFound, UserError};
 use crate::output::{print_json, state_dir};
 
 #[derive(Debug, Subcommand)]
@@ -46,8 +46,11 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
             })
             .await?
             .map_err(user_error)?;
+            let waiting = netboot.artifacts.waiting();
             for name in netboot.config.config.profiles.keys() {
-                if let Some(files) = netboot.artifacts.profile(name) {
+                if let Some(why) = waiting.get(name) {
+                    println!("profile {name}: not ready: {why}");
+                } else if let Some(files) = netboot.artifacts.profile(name) {
                     println!(
                         "profile {name}: {}{}",
                         files.source,
@@ -60,6 +63,15 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
                         println!("  {file:<10} {:>12} bytes  {}", served.size, served.origin);
                     }
                 }
+            }
+            if !waiting.is_empty() {
+                return Err(ProblemFound(format!(
+                    "{}: {} of {} profiles not ready; push their artifacts into ferry's registry (`ferry serve --netboot` waits for them)",
+                    args.config.display(),
+                    waiting.len(),
+                    netboot.config.config.profiles.len()
+                ))
+                .into());
             }
             println!(
                 "{}: OK ({} hosts, {} profiles)",

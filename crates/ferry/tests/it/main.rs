@@ -11,6 +11,7 @@ mod netboot;
 mod referrers;
 mod registry_clients;
 mod repair;
+mod serve_netboot;
 mod site_ca;
 mod slow_link;
 
