@@ -300,14 +300,11 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Opens the inventory under `<state_dir>/netboot/`, creating the
-    /// directory.
+    /// Opens the inventory under `<state_dir>/netboot/`. Nothing is
+    /// created until the first write, so that looking at the hosts of a
+    /// state directory (`ferry hosts`) leaves it as it was.
     pub fn open(state_dir: &Path) -> Result<Inventory, InventoryError> {
         let dir = state_dir.join("netboot");
-        fs::create_dir_all(&dir).map_err(|source| InventoryError::Io {
-            path: dir.clone(),
-            source,
-        })?;
         let inventory = Inventory {
             file: dir.join("hosts.json"),
             lock: dir.join("hosts.lock"),
@@ -378,6 +375,9 @@ impl Inventory {
     /// and gives it a new token (the old config URL stops working).
     /// Returns false if the host is unknown.
     pub fn reset(&self, mac: MacAddr) -> Result<bool, InventoryError> {
+        if self.get(&mac)?.is_none() {
+            return Ok(false);
+        }
         self.locked(|hosts| match hosts.get_mut(&mac) {
             Some(record) => {
                 let now = now_rfc3339();
@@ -397,6 +397,11 @@ impl Inventory {
         &self,
         apply: impl FnOnce(&mut BTreeMap<MacAddr, HostRecord>) -> R,
     ) -> Result<R, InventoryError> {
+        let dir = self
+            .lock
+            .parent()
+            .expect("the lock is in the netboot directory");
+        fs::create_dir_all(dir).map_err(|e| self.io_err(dir, e))?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -549,6 +554,7 @@ mod tests {
             .map(|i| HostRecord::new(MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]), "t"))
             .collect();
         let json = serde_json::to_vec(&InventoryFile { version: 1, hosts }).unwrap();
+        std::fs::create_dir_all(inv.path().parent().unwrap()).unwrap();
         AtomicWrite::new().replace(inv.path(), &json).unwrap();
         assert!(matches!(
             inv.update(mac(9), |_| {}),

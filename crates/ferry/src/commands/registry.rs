@@ -55,9 +55,34 @@ pub struct GcArgs {
 }
 
 pub fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
+    open_store_with(global, Limits::default())
+}
+
+/// Opens the registry store in the state directory. A state directory
+/// that cannot be created or written is the user's to fix: a user error
+/// naming `--state`.
+pub fn open_store_with(global: &GlobalArgs, limits: Limits) -> anyhow::Result<Store> {
     let root = state_dir(global).join("registry");
-    Store::open(&root, Limits::default())
-        .with_context(|| format!("cannot open the registry store at {}", root.display()))
+    let context = format!("cannot open the registry store at {}", root.display());
+    Store::open(&root, limits).map_err(|e| match &e {
+        ferry_store::StoreError::Io { source, .. } if is_unwritable(source) => UserError::new(
+            format!("{context}: {source}"),
+        )
+        .with_hint(
+            "the state directory must be writable: choose one with --state DIR or FERRY_STATE",
+        )
+        .into(),
+        _ => anyhow::Error::new(e).context(context),
+    })
+}
+
+/// Whether an I/O error says the path cannot be written by this user.
+fn is_unwritable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::PermissionDenied | K::ReadOnlyFilesystem | K::NotADirectory
+    )
 }
 
 pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Result<ExitCode> {
