@@ -7,8 +7,9 @@
 //! A blob the store has already is normally kept as it is (same digest,
 //! same bytes). With `repair`, the store's copy of every blob the import
 //! is about to rely on is hashed again first, and one whose bytes no
-//! longer match its digest (a disk fault, a hand edit) is replaced by the
-//! bundle's verified bytes ([`ferry_store::Store::replace_blob`]); a
+//! longer match its digest (a disk fault, a hand edit) is quarantined
+//! ([`ferry_store::Store::recheck_blob`], as `ferry registry fsck
+//! --repair` does) and stored again from the bundle's verified bytes; a
 //! damaged blob that only the delta's base carries is reported, not
 //! trusted.
 
@@ -16,7 +17,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use ferry_oci::Digest;
 use ferry_oci::progress::Progress;
-use ferry_store::{ManifestRef, Store, StoreError};
+use ferry_store::{BlobCheck, ManifestRef, Store, StoreError};
 use serde::Serialize;
 
 use crate::graph::{self, GraphError};
@@ -135,13 +136,10 @@ pub fn import(
                     report.bytes += member.size;
                 }
                 Stored::Intact => report.blobs_present += 1,
+                // Quarantined by the check: stored again below.
                 Stored::Damaged => {
-                    store
-                        .replace_blob(&repo, &blob.digest, Some(member.size), &mut bytes()?)
-                        .map_err(store_err(format!("repairing {} in {repo}", blob.digest)))?;
                     report.blobs_repaired += 1;
                     report.bytes += member.size;
-                    continue;
                 }
             }
             store
@@ -161,10 +159,8 @@ pub fn import(
         }
         for (desc, bytes) in &graph.manifests {
             // A manifest is stored as a blob too.
+            // (quarantined by the check, stored again by put_manifest).
             if repair && stored_state(store, &desc.digest, true)? == Stored::Damaged {
-                store
-                    .replace_blob(&repo, &desc.digest, Some(desc.size), &mut &bytes[..])
-                    .map_err(store_err(format!("repairing {} in {repo}", desc.digest)))?;
                 report.blobs_repaired += 1;
             }
             let reference = match (&entry.tag, desc.digest == entry.descriptor.digest) {
@@ -190,7 +186,7 @@ enum Stored {
     Absent,
     /// Present (re-hashed when repairing, else taken as it is).
     Intact,
-    /// Present, but its bytes no longer hash to its digest.
+    /// Its bytes no longer hashed to its digest: quarantined, so missing now.
     Damaged,
 }
 
@@ -205,24 +201,24 @@ fn stored_state(store: &Store, digest: &Digest, repair: bool) -> Result<Stored, 
             None => Stored::Absent,
         });
     }
-    Ok(match store.hash_stored_blob(digest).map_err(err)? {
-        None => Stored::Absent,
-        Some(actual) if &actual == digest => Stored::Intact,
-        Some(_) => Stored::Damaged,
+    Ok(match store.recheck_blob(digest).map_err(err)? {
+        BlobCheck::Missing => Stored::Absent,
+        BlobCheck::Intact { .. } => Stored::Intact,
+        BlobCheck::Corrupt { .. } => Stored::Damaged,
     })
 }
 
 /// A delta's blob that only its base carries must be intact in the store:
 /// there are no bytes here to repair it with.
 fn check_base_blob(bundle: &Bundle, store: &Store, digest: &Digest) -> Result<(), ImportError> {
-    let actual = store
-        .hash_stored_blob(digest)
+    let check = store
+        .recheck_blob(digest)
         .map_err(|source| ImportError::Store {
             what: digest.to_string(),
             source,
         })?;
-    match actual {
-        Some(actual) if &actual != digest => Err(ImportError::DamagedBaseBlob {
+    match check {
+        BlobCheck::Corrupt { actual, .. } => Err(ImportError::DamagedBaseBlob {
             digest: digest.to_string(),
             actual: actual.to_string(),
             base: bundle

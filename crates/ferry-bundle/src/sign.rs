@@ -41,14 +41,12 @@
 //!   keygen`) write;
 //! - it would bring scrypt and its own copies of the hash functions.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use blake2::Digest as _;
+use ferry_oci::atomic::AtomicWrite;
 use ring::rand::SecureRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -200,33 +198,18 @@ fn checksum(key_id: &[u8; 8], seed: &[u8], public: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Creates `path` with `contents`, never replacing a file: written under
-/// a temporary name, synced, then linked into place (which fails if the
-/// name exists).
+/// Creates `path` with `contents` and `mode`, never replacing a file
+/// (see `ferry_oci::atomic`: the name appears only once the content is
+/// durable, and the call fails if the name exists).
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), SignError> {
-    let io_err = |source| SignError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    match result {
+    match AtomicWrite::new().mode(mode).create_new(path, contents) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(SignError::Exists {
             path: path.to_path_buf(),
         }),
-        r => r.map_err(io_err),
+        r => r.map_err(|source| SignError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

@@ -24,20 +24,6 @@ impl Store {
         }
     }
 
-    /// Re-hashes the store's copy of `digest`: `None` if there is none,
-    /// else what its bytes hash to now (`digest` itself unless they were
-    /// damaged on disk since they were verified).
-    pub fn hash_stored_blob(&self, digest: &Digest) -> Result<Option<Digest>> {
-        self.pin(digest);
-        let path = self.layout().blob(digest);
-        let mut buf = vec![0u8; 1024 * 1024];
-        match crate::fsck::hash_file(&path, digest.algorithm(), &mut buf) {
-            Ok((actual, _)) => Ok(Some(actual)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).at(&path),
-        }
-    }
-
     /// Size of the blob if `repo` links it (as a blob or a manifest) and
     /// its data is present.
     pub fn repo_blob_size(&self, repo: &str, digest: &Digest) -> Result<Option<u64>> {

@@ -24,6 +24,10 @@ pub enum RegistryCommand {
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
+    /// Move corrupt blobs to the store's quarantine/ directory, so they
+    /// are no longer served and the next push or import stores them again.
+    #[arg(long)]
+    repair: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -32,7 +36,8 @@ pub struct FsckArgs {
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Keep unreferenced blobs younger than this many seconds (uploads
-    /// whose manifest is still to come).
+    /// whose manifest is still to come), and upload sessions that received
+    /// data within it; older sessions are abandoned and removed.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     grace: u64,
     /// Show what would be removed, remove nothing.
@@ -50,9 +55,34 @@ pub struct GcArgs {
 }
 
 pub fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
+    open_store_with(global, Limits::default())
+}
+
+/// Opens the registry store in the state directory. A state directory
+/// that cannot be created or written is the user's to fix: a user error
+/// naming `--state`.
+pub fn open_store_with(global: &GlobalArgs, limits: Limits) -> anyhow::Result<Store> {
     let root = state_dir(global).join("registry");
-    Store::open(&root, Limits::default())
-        .with_context(|| format!("cannot open the registry store at {}", root.display()))
+    let context = format!("cannot open the registry store at {}", root.display());
+    Store::open(&root, limits).map_err(|e| match &e {
+        ferry_store::StoreError::Io { source, .. } if is_unwritable(source) => UserError::new(
+            format!("{context}: {source}"),
+        )
+        .with_hint(
+            "the state directory must be writable: choose one with --state DIR or FERRY_STATE",
+        )
+        .into(),
+        _ => anyhow::Error::new(e).context(context),
+    })
+}
+
+/// Whether an I/O error says the path cannot be written by this user.
+fn is_unwritable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::PermissionDenied | K::ReadOnlyFilesystem | K::NotADirectory
+    )
 }
 
 pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Result<ExitCode> {
@@ -62,8 +92,12 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
         RegistryCommand::Fsck(args) => {
             let report = tokio::task::spawn_blocking(move || {
                 let bars = Bars::new(quiet || args.json, "fsck", None);
-                let report =
-                    store.fsck(&|bytes| ferry_oci::progress::Progress::advance(&bars, "", bytes));
+                let on_blob = |bytes| ferry_oci::progress::Progress::advance(&bars, "", bytes);
+                let report = if args.repair {
+                    store.fsck_and_repair(&on_blob)
+                } else {
+                    store.fsck(&on_blob)
+                };
                 bars.finish();
                 report
             })
@@ -82,9 +116,17 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
                 // The findings: printed even with -q.
                 for c in &report.corrupt_blobs {
                     println!("corrupt blob {}: content hashes to {}", c.digest, c.actual);
+                    if let Some(path) = &c.quarantined {
+                        println!("  quarantined: moved to {path}; push or import it again");
+                    }
                 }
                 for p in &report.problems {
                     println!("{}: {}", p.repository, p.what);
+                }
+                if !args.repair && !report.corrupt_blobs.is_empty() {
+                    println!(
+                        "`ferry registry fsck --repair` takes corrupt blobs out of service so that a push or import stores them again"
+                    );
                 }
             }
             if report.is_clean() {
@@ -105,7 +147,6 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
                     let options = GcOptions {
                         grace: Duration::from_secs(args.grace),
                         dry_run: args.dry_run,
-                        ..GcOptions::default()
                     };
                     tokio::task::spawn_blocking(move || store.gc(&options)).await??
                 }

@@ -9,6 +9,7 @@ mod containerd;
 mod crash;
 mod disk_full;
 mod exit_codes;
+mod fsck_repair;
 mod images;
 mod mirror_resolver;
 mod netboot;
@@ -17,6 +18,8 @@ mod referrers;
 mod registry_clients;
 mod repair;
 mod reports;
+mod serve_netboot;
+mod site_ca;
 mod site_files;
 mod slow_link;
 
