@@ -84,18 +84,6 @@ pub enum CreateError {
     Write(#[from] WriteError),
 }
 
-impl CreateError {
-    /// True when the user's input is at fault (the spec, a source, an
-    /// argument), not ferry or the machine.
-    pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            CreateError::Cache(_)
-                | CreateError::Write(WriteError::Io { .. } | WriteError::Store(_))
-        )
-    }
-}
-
 /// Settings for one source host given on the command line; they win over
 /// the spec's `hosts`.
 #[derive(Debug, Clone, Default)]

@@ -33,7 +33,10 @@
 //!
 //! Errors go to stderr as `error:`, `caused by:` lines (each cause once)
 //! and `hint:`. With `--json`, stdout also gets one object:
-//! `{"error": {"class", "code", "message", "causes", "hint"}}`.
+//! `{"error": {"class", "code", "message", "causes", "hint"}}`, unless the
+//! command printed its own report and that report is the problem
+//! (`verify`, `fsck`: class problem-found), so stdout always holds exactly
+//! one JSON document.
 
 use std::error::Error;
 use std::fmt;
@@ -318,7 +321,7 @@ impl Report {
 pub fn report(error: &anyhow::Error, how: &Reporting) -> ExitCode {
     let report = Report::of(error, how.remedies);
     report.print();
-    if how.json {
+    if how.json && report.class != Class::ProblemFound {
         println!(
             "{}",
             serde_json::to_string_pretty(&report.to_json()).expect("JSON of strings")
@@ -515,7 +518,9 @@ fn bundle_class(error: &ferry_bundle::BundleError) -> Option<Class> {
     match error {
         // Cannot open the file: the I/O error says whose fault.
         B::Container(ContainerError::Open { source, .. }) => io_class(source),
-        B::NotABundle { .. } => Some(Class::Usage),
+        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => {
+            Some(Class::Usage)
+        }
         B::Container(_)
         | B::Tar { .. }
         | B::UnsafeMember { .. }

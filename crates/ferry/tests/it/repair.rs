@@ -147,7 +147,7 @@ fn import_repair_replaces_a_blob_damaged_in_the_store() {
     let state = tmp.path().join("state");
     let import = |extra: &[&str]| {
         let out = ok(ferry()
-            .args(["bundle", "import", "-q"])
+            .args(["bundle", "import"])
             .args(extra)
             .arg(&site)
             .arg("--state")
