@@ -30,6 +30,8 @@ pub enum ContainerError {
     },
     #[error("self-extracting trailer of {path} points past the end of the file")]
     BadTrailer { path: String },
+    #[error("{path} is a directory, not a bundle file")]
+    Directory { path: String },
 }
 
 /// One contiguous piece of the logical stream.
@@ -56,12 +58,19 @@ impl Container {
     /// parts are `path.000`, `path.001`, ...
     pub fn open(path: &Path) -> Result<Container, ContainerError> {
         if let Some(base) = split_base(path)
-            && base.with_extension_suffix("000").exists()
+            && (base.with_extension_suffix("000").exists() || !is_first_part(path))
         {
             return Self::open_parts(&base);
         }
-        if !path.exists() && path.with_extension_suffix("000").exists() {
+        // `site.ferry` of a split bundle: its parts, even when the first one
+        // is the part that went missing.
+        if !path.exists() && highest_part(path).is_some() {
             return Self::open_parts(path);
+        }
+        if path.is_dir() {
+            return Err(ContainerError::Directory {
+                path: path.display().to_string(),
+            });
         }
         let file = File::open(path).map_err(|source| ContainerError::Open {
             path: path.display().to_string(),
@@ -122,24 +131,7 @@ impl Container {
             }
         }
         // A gap (000, 001, 003) means a part went missing in transit.
-        let dir = base.parent().unwrap_or(Path::new("."));
-        let stem = base
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let highest = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let suffix = name.strip_prefix(&format!("{stem}."))?;
-                (suffix.len() == 3)
-                    .then(|| suffix.parse::<usize>().ok())
-                    .flatten()
-            })
-            .max()
-            .unwrap_or(0);
+        let highest = highest_part(base).unwrap_or(0);
         if highest >= segments.len() {
             return Err(ContainerError::MissingPart {
                 path: base
@@ -156,6 +148,16 @@ impl Container {
             segments,
             len,
         })
+    }
+
+    /// For a split bundle whose parts are all the same size, the part that
+    /// would come next: the writer fills every part but the last, so when
+    /// such a bundle turns out to be cut short, that part is missing.
+    pub fn next_part_if_all_full(&self) -> Option<PathBuf> {
+        let first = self.segments.first()?;
+        let base = split_base(&first.path)?;
+        let full = self.segments.iter().all(|s| s.len == first.len);
+        full.then(|| base.with_extension_suffix(&format!("{:03}", self.segments.len())))
     }
 
     /// Length of the logical stream (the tar).
@@ -308,8 +310,32 @@ pub fn trailer(offset: u64, len: u64) -> [u8; TRAILER_LEN as usize] {
     out
 }
 
+/// The highest `NNN` of the `base.NNN` files next to `base`.
+fn highest_part(base: &Path) -> Option<usize> {
+    let dir = match base.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let stem = base.file_name()?.to_string_lossy().into_owned();
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let suffix = name.strip_prefix(&format!("{stem}."))?;
+            (suffix.len() == 3 && suffix.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| suffix.parse::<usize>().ok())
+                .flatten()
+        })
+        .max()
+}
+
+fn is_first_part(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".000")
+}
+
 /// `site.ferry.000` -> `site.ferry`.
-fn split_base(path: &Path) -> Option<PathBuf> {
+pub fn split_base(path: &Path) -> Option<PathBuf> {
     let name = path.file_name()?.to_str()?;
     let (base, suffix) = name.rsplit_once('.')?;
     (suffix.len() == 3 && suffix.bytes().all(|b| b.is_ascii_digit()))

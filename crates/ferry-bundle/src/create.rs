@@ -84,18 +84,6 @@ pub enum CreateError {
     Write(#[from] WriteError),
 }
 
-impl CreateError {
-    /// True when the user's input is at fault (the spec, a source, an
-    /// argument), not ferry or the machine.
-    pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            CreateError::Cache(_)
-                | CreateError::Write(WriteError::Io { .. } | WriteError::Store(_))
-        )
-    }
-}
-
 /// Settings for one source host given on the command line; they win over
 /// the spec's `hosts`.
 #[derive(Debug, Clone, Default)]
@@ -157,7 +145,6 @@ pub struct Resolution {
 
 /// What [`Resolution::fetch`] did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct FetchReport {
     pub blobs_fetched: usize,
     pub bytes_fetched: u64,
@@ -170,7 +157,6 @@ pub struct FetchReport {
 
 /// What [`create`] did.
 #[derive(Debug, Clone, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct CreateReport {
     pub entries: usize,
     pub fetch: FetchReport,

@@ -13,6 +13,9 @@ use crate::reader::Bundle;
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspection {
     pub bundle: String,
+    /// The spec's `name`, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub tool: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
@@ -25,10 +28,13 @@ pub struct Inspection {
     /// Unique blobs stored, and their bytes.
     pub blobs: usize,
     pub blob_bytes: u64,
-    /// What the entries would take if shared blobs were stored once per entry.
+    /// What the stored blobs would take if each entry carried its own
+    /// copy of the ones it shares with others.
     pub bytes_without_dedup: u64,
-    /// Blobs the entries need from the base bundle.
+    /// Blobs the entries need from the base bundle (left out of this one),
+    /// and their bytes.
     pub base_blobs: usize,
+    pub base_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,19 +51,25 @@ pub struct EntrySummary {
 }
 
 pub fn inspect(bundle: &Bundle) -> Result<Inspection, graph::GraphError> {
-    let sizes: BTreeMap<&Digest, u64> = bundle
+    let stored: BTreeMap<&Digest, u64> = bundle
         .manifest
         .blobs
         .iter()
-        .chain(&bundle.manifest.base_blobs)
+        .map(|b| (&b.digest, b.size))
+        .collect();
+    let in_base: BTreeMap<&Digest, u64> = bundle
+        .manifest
+        .base_blobs
+        .iter()
         .map(|b| (&b.digest, b.size))
         .collect();
     let mut entries = Vec::new();
     let mut without_dedup = 0;
     for entry in &bundle.manifest.entries {
         let digests = graph::reachable(bundle, &entry.descriptor)?;
-        let bytes: u64 = digests.iter().filter_map(|d| sizes.get(d)).sum();
-        without_dedup += bytes;
+        let stored_bytes: u64 = digests.iter().filter_map(|d| stored.get(d)).sum();
+        let bytes = stored_bytes + digests.iter().filter_map(|d| in_base.get(d)).sum::<u64>();
+        without_dedup += stored_bytes;
         let target = match &entry.tag {
             Some(tag) => format!("{}:{tag}", entry.repository),
             None => format!("{}@{}", entry.repository, entry.descriptor.digest),
@@ -75,6 +87,12 @@ pub fn inspect(bundle: &Bundle) -> Result<Inspection, graph::GraphError> {
     }
     Ok(Inspection {
         bundle: bundle.name().to_string(),
+        name: bundle
+            .manifest
+            .spec
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_string),
         tool: bundle.manifest.tool.clone(),
         created: bundle.manifest.created.clone(),
         signed: bundle.signature.is_some(),
@@ -89,5 +107,6 @@ pub fn inspect(bundle: &Bundle) -> Result<Inspection, graph::GraphError> {
         blob_bytes: bundle.manifest.blobs.iter().map(|b| b.size).sum(),
         bytes_without_dedup: without_dedup,
         base_blobs: bundle.manifest.base_blobs.len(),
+        base_bytes: in_base.values().sum(),
     })
 }

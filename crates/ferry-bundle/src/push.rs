@@ -25,6 +25,16 @@
 //! for the whole tree, and a re-push of an unchanged bundle costs one
 //! request per entry instead of one per blob (skopeo sync takes the same
 //! shortcut). Its blobs still serve as mount sources for the other entries.
+//!
+//! That shortcut trusts the target's storage. A registry whose blob was
+//! lost or damaged after the manifest went in (a disk fault, a hand-edited
+//! storage directory, a layer deleted behind its back) still answers the
+//! tag, and a plain re-push would leave it broken. With
+//! [`PushOptions::verify_target`] nothing is taken on trust: every blob is
+//! looked up with its own `HEAD` and whatever is missing is uploaded
+//! again, and every manifest of the entry is looked up by digest. The
+//! report says which way each blob counted as already there
+//! ([`PushReport::blobs_unchecked`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::str::FromStr;
@@ -105,6 +115,10 @@ pub struct PushOptions {
     pub repository_map: Vec<(String, String)>,
     pub resume: Option<ResumeStore>,
     pub chunk_size: u64,
+    /// Check every blob and manifest on the target (`HEAD`) even for
+    /// entries whose tag already points at the same content, and upload
+    /// what is missing: repairs a target that lost blobs.
+    pub verify_target: bool,
 }
 
 impl Default for PushOptions {
@@ -115,6 +129,7 @@ impl Default for PushOptions {
             repository_map: Vec::new(),
             resume: None,
             chunk_size: 64 * 1024 * 1024,
+            verify_target: false,
         }
     }
 }
@@ -140,8 +155,21 @@ pub enum PushError {
         what: String,
         source: Box<ClientError>,
     },
+    /// Each failed blob, and the first failure as the typed cause.
     #[error("{} blob(s) could not be pushed; nothing references them on the target:\n{}", failed.len(), failed.join("\n"))]
-    BlobsFailed { failed: Vec<String> },
+    BlobsFailed {
+        failed: Vec<String>,
+        #[source]
+        first: Box<ClientError>,
+    },
+    /// A failure every other blob would meet too (the registry's disk is
+    /// full, it is gone, it refuses the credentials or the TLS): the push
+    /// stopped there.
+    #[error("pushing blobs to {registry}: {source}")]
+    Stopped {
+        registry: String,
+        source: Box<ClientError>,
+    },
     #[error("pushing manifest {digest} to {repository}: {source}")]
     Manifest {
         repository: String,
@@ -154,14 +182,45 @@ pub enum PushError {
         existing: String,
         new: Digest,
     },
+    /// The push stopped at one entry after others were complete: what is
+    /// on the target now.
+    #[error(
+        "the push stopped after {} of {total} entries; on the target: {}",
+        done.len(),
+        done.iter().map(|t| format!("{} ({})", t.reference, t.outcome)).collect::<Vec<_>>().join(", ")
+    )]
+    Partly {
+        done: Vec<TagOutcome>,
+        total: usize,
+        #[source]
+        source: Box<PushError>,
+    },
+}
+
+impl PushError {
+    /// The error that stopped the push, inside [`PushError::Partly`].
+    pub fn stopped_by(&self) -> &PushError {
+        match self {
+            PushError::Partly { source, .. } => source,
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PushReport {
     pub target: String,
     pub blobs_uploaded: usize,
+    /// Blobs not sent because the target has them already.
     pub blobs_skipped: usize,
+    /// Of `blobs_skipped`, those taken as there without a request because
+    /// their entry's tag already pointed at the same content (0 with
+    /// `verify_target`); the others were found by a `HEAD`.
+    pub blobs_unchecked: usize,
     pub blobs_mounted: usize,
+    /// Distinct blobs a delta bundle's base provides, found on the target
+    /// (not pushed; the same count as `base_blobs` of `bundle create`).
+    pub blobs_in_base: usize,
     pub bytes_sent: u64,
     /// Uploads that continued an earlier, interrupted one.
     pub blobs_resumed: usize,
@@ -299,12 +358,18 @@ pub async fn push(
     }
     let base_blobs = content.base_blobs();
     let from_base: HashSet<&Digest> = base_blobs.iter().collect();
-    check_base(content.as_ref(), client, target, &planned, &from_base).await?;
+    report.blobs_in_base =
+        check_base(content.as_ref(), client, target, &planned, &from_base).await?;
     let found = look_up_roots(client, &target.registry, &planned, options.concurrency).await?;
     let present: Vec<bool> = planned
         .iter()
         .zip(&found)
         .map(|(plan, found)| plan.is_on_target(found.as_ref()))
+        .collect();
+    // Entries whose blobs are taken as there without looking.
+    let trusted: Vec<bool> = present
+        .iter()
+        .map(|p| *p && !options.verify_target)
         .collect();
     let cx = Context {
         content: &content,
@@ -312,10 +377,15 @@ pub async fn push(
         registry: &target.registry,
         options,
     };
-    push_all_blobs(&cx, &planned, &present, &from_base, progress, &mut report).await?;
+    push_all_blobs(&cx, &planned, &trusted, &from_base, progress, &mut report).await?;
     for ((plan, present), found) in planned.iter().zip(&present).zip(&found) {
         if *present {
-            report.manifests_skipped += plan.graph.manifests.len();
+            if options.verify_target {
+                restore_child_manifests(client, &target.registry, plan, &from_base, &mut report)
+                    .await?;
+            } else {
+                report.manifests_skipped += plan.graph.manifests.len();
+            }
             report.tags.push(TagOutcome {
                 reference: plan.reference(&target.registry),
                 digest: plan.entry.descriptor.digest.clone(),
@@ -336,7 +406,18 @@ pub async fn push(
             options,
             &mut report,
         )
-        .await?;
+        .await
+        .map_err(|e| {
+            if report.tags.is_empty() {
+                e
+            } else {
+                PushError::Partly {
+                    done: report.tags.clone(),
+                    total: planned.len(),
+                    source: Box::new(e),
+                }
+            }
+        })?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -357,9 +438,11 @@ async fn look_up_roots(
         let reference = plan.entry.tag.clone().unwrap_or_else(|| root.to_string());
         repo.head_manifest(&reference)
             .await
-            .map_err(|source| PushError::Manifest {
-                repository: plan.repository.clone(),
-                digest: root.clone(),
+            .map_err(|source| PushError::Check {
+                what: match &plan.entry.tag {
+                    Some(tag) => format!("{}:{tag}", plan.repository),
+                    None => format!("{}@{root}", plan.repository),
+                },
                 source: Box::new(source),
             })
     });
@@ -371,17 +454,20 @@ async fn look_up_roots(
         .collect()
 }
 
+/// Checks that what a delta takes from its base is on the target; returns
+/// how many distinct blobs that is.
 async fn check_base(
     content: &dyn Content,
     client: &Client,
     target: &Target,
     planned: &[Planned<'_>],
     from_base: &HashSet<&Digest>,
-) -> Result<(), PushError> {
+) -> Result<usize, PushError> {
     let Some(base) = content.base_name() else {
-        return Ok(());
+        return Ok(0);
     };
     let mut missing: Vec<(Digest, String)> = Vec::new();
+    let mut distinct: HashSet<Digest> = HashSet::new();
     for plan in planned {
         let repo = repository(client, &target.registry, &plan.repository)?;
         let manifests: HashSet<&Digest> = plan
@@ -396,6 +482,9 @@ async fn check_base(
             .into_iter()
             .filter(|d| from_base.contains(d))
         {
+            if !manifests.contains(&digest) {
+                distinct.insert(digest.clone());
+            }
             let present = if manifests.contains(&digest) {
                 repo.head_manifest(&digest.to_string())
                     .await
@@ -413,7 +502,7 @@ async fn check_base(
         }
     }
     match missing.first() {
-        None => Ok(()),
+        None => Ok(distinct.len()),
         Some((example, repository)) => Err(PushError::BaseMissing {
             base,
             target: target.to_string(),
@@ -445,10 +534,12 @@ struct Context<'a> {
     options: &'a PushOptions,
 }
 
+/// Pushes the blobs of every entry not in `trusted` (those taken as on the
+/// target already, counted as skipped without a request).
 async fn push_all_blobs(
     cx: &Context<'_>,
     planned: &[Planned<'_>],
-    present: &[bool],
+    trusted: &[bool],
     from_base: &HashSet<&Digest>,
     progress: Arc<dyn Progress>,
     report: &mut PushReport,
@@ -463,32 +554,40 @@ async fn push_all_blobs(
     // Entries already on the target are homes from the start.
     let mut home: BTreeMap<Digest, String> = BTreeMap::new();
     let mut there: HashSet<(&str, &Digest)> = HashSet::new();
-    for (plan, _) in planned.iter().zip(present).filter(|(_, p)| **p) {
-        for blob in &plan.graph.blobs {
+    for (plan, _) in planned.iter().zip(trusted).filter(|(_, t)| **t) {
+        // The base's blobs were looked up already (`blobs_in_base`).
+        for blob in plan
+            .graph
+            .blobs
+            .iter()
+            .filter(|b| !from_base.contains(&b.digest))
+        {
             home.entry(blob.digest.clone())
                 .or_insert_with(|| plan.repository.clone());
             if there.insert((&plan.repository, &blob.digest)) {
                 report.blobs_skipped += 1;
+                report.blobs_unchecked += 1;
             }
         }
     }
     let mut first_wave = Vec::new();
     let mut second_wave = Vec::new();
-    for (plan, _) in planned.iter().zip(present).filter(|(_, p)| !**p) {
+    for (plan, _) in planned.iter().zip(trusted).filter(|(_, t)| !**t) {
         for blob in &plan.graph.blobs {
             if from_base.contains(&blob.digest) {
                 continue;
             }
             let repo = repository(client, registry, &plan.repository)?;
-            let source =
-                content
-                    .blob_source(&blob.digest)
-                    .ok_or_else(|| PushError::BlobsFailed {
-                        failed: vec![format!(
-                            "  {}: not in the content being pushed",
-                            blob.digest
-                        )],
-                    })?;
+            let source = content.blob_source(&blob.digest).ok_or_else(|| {
+                let reason = "not in the content being pushed".to_string();
+                PushError::BlobsFailed {
+                    failed: vec![format!("  {}: {reason}", blob.digest)],
+                    first: Box::new(ClientError::SourceInvalid {
+                        source_name: blob.digest.to_string(),
+                        reason,
+                    }),
+                }
+            })?;
             let mut blob_options = BlobOptions {
                 resume: options.resume.clone(),
                 chunk_size: options.chunk_size,
@@ -520,12 +619,22 @@ async fn push_all_blobs(
     let total: u64 = first_wave.iter().map(|b| b.source.len()).sum();
     progress.start("push", "push", Some(total));
     let mut failed = Vec::new();
+    let mut first = None;
     for wave in [first_wave, second_wave] {
         let names: Vec<(String, Digest)> = wave
             .iter()
             .map(|b| (b.repository.name().to_string(), b.digest.clone()))
             .collect();
-        let results = push_blobs(wave, options.concurrency, progress.clone()).await;
+        let results = match push_blobs(wave, options.concurrency, progress.clone()).await {
+            Ok(results) => results,
+            Err(e) => {
+                progress.finish("push", "failed");
+                return Err(PushError::Stopped {
+                    registry: registry.to_string(),
+                    source: Box::new(e),
+                });
+            }
+        };
         for ((repo, digest), result) in names.into_iter().zip(results) {
             match result {
                 Ok(r) => {
@@ -538,15 +647,49 @@ async fn push_all_blobs(
                     report.bytes_resumed_from += r.resumed_at.unwrap_or(0);
                     report.bytes_sent += r.bytes_sent;
                 }
-                Err(e) => failed.push(format!("  {digest} into {repo}: {e}")),
+                Err(e) => {
+                    failed.push(format!("  {digest} into {repo}: {e}"));
+                    first.get_or_insert(e);
+                }
             }
         }
-        if !failed.is_empty() {
+        if let Some(first) = first {
             progress.finish("push", "failed");
-            return Err(PushError::BlobsFailed { failed });
+            return Err(PushError::BlobsFailed {
+                failed,
+                first: Box::new(first),
+            });
         }
     }
     progress.finish("push", "pushed");
+    Ok(())
+}
+
+/// For an entry whose tag already points at its root (`verify_target`):
+/// looks up every manifest under the root by digest and puts back any the
+/// target lost. The root itself answered the tag lookup.
+async fn restore_child_manifests(
+    client: &Client,
+    registry: &str,
+    plan: &Planned<'_>,
+    from_base: &HashSet<&Digest>,
+    report: &mut PushReport,
+) -> Result<(), PushError> {
+    let repo = repository(client, registry, &plan.repository)?;
+    let root = &plan.entry.descriptor.digest;
+    for (desc, bytes) in &plan.graph.manifests {
+        if from_base.contains(&desc.digest) || &desc.digest == root {
+            report.manifests_skipped += 1;
+            continue;
+        }
+        put_if_missing(&repo, desc, bytes, report)
+            .await
+            .map_err(|source| PushError::Manifest {
+                repository: plan.repository.clone(),
+                digest: desc.digest.clone(),
+                source: Box::new(source),
+            })?;
+    }
     Ok(())
 }
 

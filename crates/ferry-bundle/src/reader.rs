@@ -23,6 +23,14 @@ pub enum BundleError {
     Container(#[from] ContainerError),
     #[error("{bundle} is not a readable tar: {source}")]
     Tar { bundle: String, source: io::Error },
+    #[error("{bundle} is not a ferry bundle: {why}")]
+    NotABundle { bundle: String, why: String },
+    #[error("{bundle} is damaged: the tar header after member {after} is unreadable")]
+    BadHeader { bundle: String, after: String },
+    #[error(
+        "{bundle} is incomplete: it ends early, and its parts are all the same size, so the part after them, {part}, is missing"
+    )]
+    MissingLastPart { bundle: String, part: String },
     #[error("{bundle} holds an unsafe member {name:?}: {why}; refusing to read it")]
     UnsafeMember {
         bundle: String,
@@ -47,8 +55,6 @@ pub enum BundleError {
         total: usize,
         example: Digest,
     },
-    #[error("{bundle} has no {name}: not a ferry bundle")]
-    NotABundle { bundle: String, name: &'static str },
     #[error("{bundle}: {name} is invalid: {message}")]
     Invalid {
         bundle: String,
@@ -81,12 +87,33 @@ pub struct Bundle {
 impl Bundle {
     pub fn open(path: &Path) -> Result<Bundle, BundleError> {
         let container = Container::open(path)?;
+        let next_part = container.next_part_if_all_full();
+        Self::from_container(container).map_err(|e| match (e, next_part) {
+            // A split bundle cut short where a part ends: say which part.
+            (
+                BundleError::Truncated { bundle, .. } | BundleError::Incomplete { bundle, .. },
+                Some(part),
+            ) => BundleError::MissingLastPart {
+                bundle,
+                part: part.display().to_string(),
+            },
+            (other, _) => other,
+        })
+    }
+
+    fn from_container(container: Container) -> Result<Bundle, BundleError> {
         let name = container.description.clone();
+        if container.is_empty() {
+            return Err(BundleError::NotABundle {
+                bundle: name,
+                why: "the file is empty".into(),
+            });
+        }
         let members = scan(&container)?;
         let read = |member: &'static str| -> Result<Vec<u8>, BundleError> {
             let m = members.get(member).ok_or_else(|| BundleError::NotABundle {
                 bundle: name.clone(),
-                name: member,
+                why: format!("it is a tar file, but it has no {member}"),
             })?;
             container
                 .read_range(m.offset, m.size)
@@ -194,9 +221,23 @@ fn scan(container: &Container) -> Result<BTreeMap<String, Member>, BundleError> 
     };
     let mut archive = tar::Archive::new(container.reader());
     let mut members = BTreeMap::new();
+    let mut last: Option<String> = None;
     for entry in archive.entries_with_seek().map_err(tar_err)? {
-        let entry = entry.map_err(tar_err)?;
+        // The tar crate says a header is not one with an `Other` error whose
+        // text quotes the header's raw bytes: not for the user's screen.
+        let entry = entry.map_err(|source| match (source.kind(), &last) {
+            (io::ErrorKind::Other, None) => BundleError::NotABundle {
+                bundle: bundle.clone(),
+                why: "it is not a tar file (a bundle is one; see docs/bundle.md)".into(),
+            },
+            (io::ErrorKind::Other, Some(after)) => BundleError::BadHeader {
+                bundle: bundle.clone(),
+                after: after.clone(),
+            },
+            _ => tar_err(source),
+        })?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        last = Some(name.clone());
         let unsafe_member = |why| BundleError::UnsafeMember {
             bundle: bundle.clone(),
             name: name.clone(),

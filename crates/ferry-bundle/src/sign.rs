@@ -25,18 +25,28 @@
 //! `minisign-verify`, the format author's own dependency-free verifier,
 //! with legacy (non-prehashed) signatures refused. Secret keys are stored
 //! unencrypted (`kdf "\0\0"`, like `minisign -G -W`) and protected by
-//! their file mode: the full `minisign` crate would add password-based
-//! encryption, but drags scrypt and a second copy of sha2/digest into the
-//! build; password-protected keys are refused with a clear message.
+//! their file mode; password-protected keys are refused with a clear
+//! message.
+//!
+//! Why the signing side is written here instead of using the `minisign`
+//! crate (jedisct1/rust-minisign):
+//! - its `sign` mixes 64 random bytes into every Ed25519 signature
+//!   ("hedged" signing), so signing the same `ferry/bundle.json` twice
+//!   gives two different signatures, and a signed bundle would no longer
+//!   be byte-identical for identical inputs; ring's Ed25519 is the
+//!   deterministic RFC 8032 scheme, which the C `minisign` also uses;
+//! - its `SecretKey::from_box` always derives a key from a password with
+//!   scrypt (prompting on the terminal when none is given), so it cannot
+//!   load the unencrypted keys `minisign -G -W` (and `ferry bundle
+//!   keygen`) write;
+//! - it would bring scrypt and its own copies of the hash functions.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use blake2::Digest as _;
+use ferry_oci::atomic::AtomicWrite;
 use ring::rand::SecureRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
@@ -188,33 +198,18 @@ fn checksum(key_id: &[u8; 8], seed: &[u8], public: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Creates `path` with `contents`, never replacing a file: written under
-/// a temporary name, synced, then linked into place (which fails if the
-/// name exists).
+/// Creates `path` with `contents` and `mode`, never replacing a file
+/// (see `ferry_oci::atomic`: the name appears only once the content is
+/// durable, and the call fails if the name exists).
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), SignError> {
-    let io_err = |source| SignError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::hard_link(&tmp, path)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    match result {
+    match AtomicWrite::new().mode(mode).create_new(path, contents) {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(SignError::Exists {
             path: path.to_path_buf(),
         }),
-        r => r.map_err(io_err),
+        r => r.map_err(|source| SignError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 

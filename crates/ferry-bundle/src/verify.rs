@@ -7,7 +7,7 @@
 //! complete (each manifest parses and everything it names is in the
 //! bundle, or, for a delta, in its base).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::Mutex;
 
@@ -69,12 +69,23 @@ pub fn verify(
             },
         }
     }
-    check_graphs(bundle, &mut report);
-    check_blobs(bundle, &bundle.manifest.blobs, progress, &mut report);
+    let owners = check_graphs(bundle, &mut report);
+    check_blobs(
+        bundle,
+        &bundle.manifest.blobs,
+        &owners,
+        progress,
+        &mut report,
+    );
     report
 }
 
-fn check_graphs(bundle: &Bundle, report: &mut VerifyReport) {
+/// Which entries need each blob (their sources), for problem messages.
+type Owners<'a> = HashMap<Digest, Vec<&'a str>>;
+
+/// Checks every entry's graph; returns which entries need each blob.
+fn check_graphs<'a>(bundle: &'a Bundle, report: &mut VerifyReport) -> Owners<'a> {
+    let mut owners: Owners<'a> = HashMap::new();
     let present: HashSet<&Digest> = bundle
         .manifest
         .blobs
@@ -92,16 +103,27 @@ fn check_graphs(bundle: &Bundle, report: &mut VerifyReport) {
                             entry.source
                         ));
                     }
+                    owners.entry(digest).or_default().push(&entry.source);
                 }
             }
             Err(e) => report.problems.push(format!("{}: {e}", entry.source)),
         }
+    }
+    owners
+}
+
+/// ` (in docker.io/library/nginx:1.27, ...)`: the entries a blob belongs to.
+fn belongs_to(owners: &Owners<'_>, digest: &Digest) -> String {
+    match owners.get(digest) {
+        Some(sources) => format!(" (in {})", sources.join(", ")),
+        None => " (needed by no entry)".to_string(),
     }
 }
 
 fn check_blobs(
     bundle: &Bundle,
     blobs: &[BlobRecord],
+    owners: &Owners<'_>,
     progress: &dyn Progress,
     report: &mut VerifyReport,
 ) {
@@ -133,22 +155,25 @@ fn check_blobs(
     outcomes.sort_by(|a, b| a.0.cmp(b.0));
     for (record, outcome) in outcomes {
         report.blobs_checked += 1;
+        let of = belongs_to(owners, &record.digest);
         match outcome {
             Ok((digest, size)) => {
                 report.bytes_checked += size;
                 if size != record.size {
                     report.problems.push(format!(
-                        "blob {} is {size} bytes, not the {} recorded",
+                        "blob {}{of} is {size} bytes, not the {} recorded",
                         record.digest, record.size
                     ));
                 } else if digest != record.digest {
                     report.problems.push(format!(
-                        "blob {} is corrupt: its content hashes to {digest}",
+                        "blob {}{of} is corrupt: its content hashes to {digest}",
                         record.digest
                     ));
                 }
             }
-            Err(e) => report.problems.push(format!("blob {}: {e}", record.digest)),
+            Err(e) => report
+                .problems
+                .push(format!("blob {}{of}: {e}", record.digest)),
         }
     }
     progress.finish(

@@ -13,6 +13,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ferry_oci::progress::Progress;
 use ferry_oci::{Descriptor, Digest, Hasher, media_type};
@@ -42,6 +44,12 @@ pub enum WriteError {
     SplitTooSmall,
     #[error("signing failed: {0}")]
     Sign(String),
+    #[error("stopped before the end (interrupted); nothing was written")]
+    Cancelled,
+    #[error(
+        "creation time {0} is outside what a bundle can record (0 to {LATEST_CREATED} seconds since 1970, up to 2242-03-16T12:56:31Z)"
+    )]
+    CreatedOutOfRange(i64),
 }
 
 /// What to put in the bundle.
@@ -69,6 +77,9 @@ pub struct WriteOptions {
     pub self_extracting: Option<PathBuf>,
     /// Signs `ferry/bundle.json`; returns the signature file's bytes.
     pub signer: Option<Signer>,
+    /// Set (by a Ctrl-C handler) to stop writing: the write returns
+    /// [`WriteError::Cancelled`] and removes its temporary files.
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// What was written.
@@ -78,9 +89,13 @@ pub struct WriteReport {
     pub bytes: u64,
     pub blobs: usize,
     pub blob_bytes: u64,
-    /// Sum of blob sizes over entries, counting shared blobs once per entry.
+    /// Sum of the stored blobs' sizes over entries, counting shared blobs
+    /// once per entry (`blob_bytes` is what storing them once takes).
     pub bytes_before_dedup: u64,
+    /// Blobs a delta leaves out because its base carries them, and their
+    /// bytes (apart from the deduplication above).
     pub base_blobs: usize,
+    pub base_bytes: u64,
 }
 
 struct CacheManifests<'a>(&'a Store);
@@ -116,19 +131,24 @@ pub fn write_bundle(
     // Every blob each entry needs. A delta leaves out what its base
     // carries, except manifests: they are small, and with them a delta
     // can be inspected, verified and walked on its own.
-    let mut all = BTreeSet::new();
+    let mut per_entry = Vec::new();
     let mut manifests = HashSet::new();
-    let mut bytes_before_dedup = 0;
     let base_digests = plan.base.as_ref().map(|(_, d)| d);
     for entry in &plan.entries {
         let graph = graph::walk(&CacheManifests(cache), &entry.descriptor)?;
         manifests.extend(graph.manifests.iter().map(|(d, _)| d.digest.clone()));
-        let digests = graph.digests();
-        for digest in &digests {
-            bytes_before_dedup += blob_size(cache, base_digests, digest)?;
-        }
-        all.extend(digests);
+        per_entry.push(graph.digests());
     }
+    let left_out = |digest: &Digest| {
+        base_digests.is_some_and(|b| b.contains_key(digest)) && !manifests.contains(digest)
+    };
+    // What the stored blobs would take if each entry carried its own copy
+    // (the base's blobs are not stored, so they save nothing here).
+    let mut bytes_before_dedup = 0;
+    for digest in per_entry.iter().flatten().filter(|d| !left_out(d)) {
+        bytes_before_dedup += blob_size(cache, base_digests, digest)?;
+    }
+    let all: BTreeSet<Digest> = per_entry.into_iter().flatten().collect();
     let mut blobs = Vec::new();
     let mut base_blobs = Vec::new();
     for digest in all {
@@ -136,8 +156,7 @@ pub fn write_bundle(
             size: blob_size(cache, base_digests, &digest)?,
             digest,
         };
-        let in_base = base_digests.is_some_and(|b| b.contains_key(&record.digest));
-        if in_base && !manifests.contains(&record.digest) {
+        if left_out(&record.digest) {
             base_blobs.push(record);
         } else {
             blobs.push(record);
@@ -148,7 +167,7 @@ pub fn write_bundle(
     let manifest = BundleManifest {
         schema_version: format::SCHEMA_VERSION,
         tool: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-        created: plan.created.map(rfc3339),
+        created: plan.created.map(creation_time).transpose()?,
         spec: plan.spec.clone(),
         index: BlobRecord {
             digest: Digest::sha256(&index),
@@ -168,13 +187,26 @@ pub fn write_bundle(
     let total: u64 = blobs.iter().map(|b| b.size).sum();
     progress.start("bundle", "write", Some(total));
     let mut sink = Sink::create(out, options)?;
-    let mtime = plan.created.unwrap_or(0).max(0) as u64;
+    // In range: `creation_time` checked it above.
+    let mtime = plan.created.unwrap_or(0) as u64;
+    let cancelled = || {
+        options
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+    };
     {
         let mut tar = tar::Builder::new(&mut sink);
         tar.mode(tar::HeaderMode::Deterministic);
-        let io_err = |e: io::Error| WriteError::Io {
-            path: out.display().to_string(),
-            source: e,
+        let io_err = |e: io::Error| {
+            if cancelled() {
+                WriteError::Cancelled
+            } else {
+                WriteError::Io {
+                    path: out.display().to_string(),
+                    source: e,
+                }
+            }
         };
         append_dir(&mut tar, "blobs/", mtime).map_err(io_err)?;
         let mut dirs: Vec<String> = blobs
@@ -224,6 +256,9 @@ pub fn write_bundle(
         }
         tar.finish().map_err(io_err)?;
     }
+    if cancelled() {
+        return Err(WriteError::Cancelled);
+    }
     let files = sink.finish(out)?;
     progress.finish("bundle", "written");
     let bytes = files
@@ -236,6 +271,7 @@ pub fn write_bundle(
         blobs: blobs.len(),
         blob_bytes: total,
         bytes_before_dedup,
+        base_bytes: base_blobs.iter().map(|b| b.size).sum(),
         base_blobs: base_blobs.len(),
     })
 }
@@ -304,26 +340,23 @@ fn append_file<W: Write>(
     tar.append_data(&mut h, path, data)
 }
 
-fn rfc3339(epoch: i64) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm): a date without a
-    // calendar crate, for one timestamp.
-    let days = epoch.div_euclid(86_400);
-    let secs = epoch.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+/// The latest creation time a bundle can record: the largest mtime a
+/// ustar header holds (11 octal digits, 2242-03-16T12:56:31Z).
+pub const LATEST_CREATED: i64 = 0o77_777_777_777;
+
+/// `created` (seconds since 1970) as the RFC 3339 time `ferry/bundle.json`
+/// records; refused outside `0..=LATEST_CREATED`, where the tar headers
+/// that carry it as mtime could not (and RFC 3339's four-digit year would
+/// not) hold it.
+pub fn creation_time(created: i64) -> Result<String, WriteError> {
+    let out_of_range = || WriteError::CreatedOutOfRange(created);
+    if !(0..=LATEST_CREATED).contains(&created) {
+        return Err(out_of_range());
+    }
+    time::OffsetDateTime::from_unix_timestamp(created)
+        .map_err(|_| out_of_range())?
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|_| out_of_range())
 }
 
 /// Hashes what the tar builder copies, and reports progress.
@@ -346,6 +379,7 @@ impl<R: Read> Read for VerifyingReader<'_, R> {
 /// copy of ferry's executable. Temporary names until [`Sink::finish`].
 struct Sink {
     parts: Vec<(PathBuf, BufWriter<File>)>,
+    cancel: Option<Arc<AtomicBool>>,
     split: Option<u64>,
     in_part: u64,
     out: PathBuf,
@@ -358,6 +392,7 @@ impl Sink {
     fn create(out: &Path, options: &WriteOptions) -> Result<Sink, WriteError> {
         let mut sink = Sink {
             parts: Vec::new(),
+            cancel: options.cancel.clone(),
             split: options.split,
             in_part: 0,
             out: out.to_path_buf(),
@@ -485,6 +520,13 @@ impl Drop for Sink {
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(io::Error::other("interrupted"));
+        }
         let mut room = buf.len();
         if let Some(limit) = self.split {
             if self.in_part == limit {
@@ -511,10 +553,28 @@ impl Write for Sink {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn rfc3339_dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    fn creation_times() {
+        assert_eq!(creation_time(0).unwrap(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            creation_time(1_700_000_000).unwrap(),
+            "2023-11-14T22:13:20Z"
+        );
+        assert_eq!(creation_time(951_782_400).unwrap(), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            creation_time(LATEST_CREATED).unwrap(),
+            "2242-03-16T12:56:31Z"
+        );
+        for refused in [-1, LATEST_CREATED + 1, 99_999_999_999_999, i64::MIN] {
+            assert!(
+                matches!(
+                    creation_time(refused),
+                    Err(WriteError::CreatedOutOfRange(_))
+                ),
+                "{refused}"
+            );
+        }
     }
 }

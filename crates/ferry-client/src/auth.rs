@@ -23,13 +23,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::HeaderMap;
+use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
 use crate::challenge::{self, Challenge};
 use crate::credentials::Credentials;
-use crate::error::{ClientError, Result, read_limited};
+use crate::error::{ClientError, ErrorList, Result, parse_error_body, read_limited};
 use crate::retry::{RetryPolicy, is_transient_status};
 
 /// A token scope: `repository:NAME:ACTIONS` or `registry:catalog:*`.
@@ -202,13 +202,15 @@ async fn fetch_token(
     scopes: &[Scope],
     credentials: Option<&Credentials>,
 ) -> Result<Token> {
-    let auth_error = |reason: String| ClientError::Auth {
+    let auth_error = |status: Option<StatusCode>, reason: String| ClientError::Auth {
         realm: realm.to_string(),
+        status,
         reason,
     };
-    let mut url = Url::parse(realm).map_err(|e| auth_error(format!("invalid realm URL: {e}")))?;
+    let mut url =
+        Url::parse(realm).map_err(|e| auth_error(None, format!("invalid realm URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(auth_error("realm is not an http(s) URL".into()));
+        return Err(auth_error(None, "realm is not an http(s) URL".into()));
     }
     let request = match credentials {
         Some(Credentials::IdentityToken(refresh)) => {
@@ -266,19 +268,24 @@ async fn fetch_token(
                 let transient = is_transient_status(status);
                 match read_limited(response, 1024 * 1024).await {
                     Ok(body) if !transient => Ok((status, body)),
-                    Ok(_) => Err(format!("token service answered {status}")),
-                    Err(Some(e)) => Err(format!("token response cut short: {e}")),
+                    Ok(_) => Err((Some(status), format!("token service answered {status}"))),
+                    Err(Some(e)) => Err((Some(status), format!("token response cut short: {e}"))),
                     Err(None) => {
-                        return Err(auth_error("token response larger than 1 MiB".into()));
+                        return Err(auth_error(
+                            Some(status),
+                            "token response larger than 1 MiB".into(),
+                        ));
                     }
                 }
             }
-            Err(e) => Err(format!("token request failed: {e}")),
+            Err(e) => Err((None, format!("token request failed: {e}"))),
         };
         match outcome {
             Ok(answer) => break answer,
-            Err(reason) if attempt >= policy.max_retries => return Err(auth_error(reason)),
-            Err(reason) => {
+            Err((status, reason)) if attempt >= policy.max_retries => {
+                return Err(auth_error(status, reason));
+            }
+            Err((_, reason)) => {
                 tracing::debug!("{realm}: {reason}; retrying");
                 tokio::time::sleep(policy.delay(attempt, None)).await;
                 attempt += 1;
@@ -286,19 +293,37 @@ async fn fetch_token(
         }
     };
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&body);
-        let text: String = text.chars().take(300).collect();
-        return Err(auth_error(format!(
-            "token service answered {status}: {text}"
-        )));
+        // A distribution-spec error body reads as the registry's errors
+        // do; anything else is shown as text, cut short.
+        let errors = parse_error_body(&body);
+        let said = if errors.is_empty() {
+            let text = String::from_utf8_lossy(&body);
+            let text: String = text.trim().chars().take(300).collect();
+            if text.is_empty() {
+                text
+            } else {
+                format!(": {text}")
+            }
+        } else {
+            ErrorList(&errors).to_string()
+        };
+        return Err(auth_error(
+            Some(status),
+            format!("token service answered {status}{said}"),
+        ));
     }
     let parsed: TokenResponse = serde_json::from_slice(&body)
-        .map_err(|e| auth_error(format!("token response is not JSON: {e}")))?;
+        .map_err(|e| auth_error(Some(status), format!("token response is not JSON: {e}")))?;
     let value = parsed
         .token
         .or(parsed.access_token)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| auth_error("token response has neither token nor access_token".into()))?;
+        .ok_or_else(|| {
+            auth_error(
+                Some(status),
+                "token response has neither token nor access_token".into(),
+            )
+        })?;
     let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(1));
     // Renew a little early so a request never leaves with a token that
     // expires in flight.

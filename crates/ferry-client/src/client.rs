@@ -2,7 +2,10 @@
 //! HTTP connection pool per registry host (each host may have its own TLS
 //! settings), the authenticator, and the request loop that every call goes
 //! through: attach `Authorization`, send, answer a `401` challenge once,
-//! retry transient failures with backoff.
+//! retry transient failures with backoff. A failed request is typed by
+//! [`TransportKind`]; an HTTPS request whose handshake got no TLS back is
+//! checked with one plain-HTTP request, so that a plain-HTTP registry is
+//! named as such at once instead of retried as a broken network.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +16,7 @@ use url::Url;
 
 use crate::auth::{Authenticator, Scope, challenged_scope};
 use crate::credentials::Credentials;
-use crate::error::{ClientError, Result};
+use crate::error::{ClientError, Result, TransportKind, answered_without_tls};
 use crate::options::{ClientOptions, HostConfig, HostSecurity};
 use crate::repository::Repository;
 use crate::retry::is_transient_status;
@@ -275,21 +278,17 @@ impl Client {
             }
             match builder.send().await {
                 Err(e) => {
-                    if attempt >= policy.max_retries {
-                        return Err(ClientError::transport(
-                            &request.method,
-                            request.url.as_str(),
-                            e,
-                        ));
+                    let error = self
+                        .transport_error(host, &request.method, &request.url, e)
+                        .await;
+                    if !error.is_transient() || attempt >= policy.max_retries {
+                        return Err(error);
                     }
                     let delay = policy.delay(attempt, None);
                     // A warning, not debug: a registry that is down or
                     // restarting otherwise looks like a hung command.
                     tracing::warn!(
-                        "{} {}: {}; retry {} of {} in {:.1} s",
-                        request.method,
-                        request.url,
-                        innermost_cause(&e),
+                        "{error}; retry {} of {} in {:.1} s",
                         attempt + 1,
                         policy.max_retries,
                         delay.as_secs_f64()
@@ -352,16 +351,42 @@ impl Client {
         if let Some(value) = authorization {
             builder = builder.header(http::header::AUTHORIZATION, value);
         }
-        let response = builder
-            .send()
-            .await
-            .map_err(|e| ClientError::transport(&request.method, request.url.as_str(), e))?;
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                return Err(self
+                    .transport_error(host, &request.method, &request.url, e)
+                    .await);
+            }
+        };
         if response.status() == StatusCode::UNAUTHORIZED {
             self.inner
                 .auth
                 .learn(&host.name, response.headers(), &request.scopes);
         }
         Ok(response)
+    }
+
+    /// The error for a request that got no answer. A handshake answered
+    /// with something other than TLS is tried once more in plain HTTP on
+    /// the same host and port: an HTTP answer there means the registry
+    /// speaks plain HTTP ([`TransportKind::PlainHttp`]).
+    async fn transport_error(
+        &self,
+        host: &Host,
+        method: &Method,
+        url: &Url,
+        error: reqwest::Error,
+    ) -> ClientError {
+        let without_tls = url.scheme() == "https" && answered_without_tls(&error);
+        let mut failure = ClientError::transport(method, url.as_str(), error);
+        if let ClientError::Transport { kind, .. } = &mut failure
+            && without_tls
+            && speaks_plain_http(&host.http, url).await
+        {
+            *kind = TransportKind::PlainHttp;
+        }
+        failure
     }
 
     /// Makes sure a token for `scopes` is at hand before a streaming
@@ -395,15 +420,20 @@ fn validate_host(registry: &str) -> Result<()> {
     Ok(())
 }
 
-/// The deepest error in `error`'s source chain: for a failed request that is
-/// the one that says why ("Connection refused (os error 111)"), where the
-/// outer ones only say "error sending request for url".
-fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(source) = cause.source() {
-        cause = source;
+/// True if `url`'s host and port answer `GET /v2/` in plain HTTP (with
+/// any status: what matters is that HTTP came back).
+async fn speaks_plain_http(http: &reqwest::Client, url: &Url) -> bool {
+    let mut plain = url.clone();
+    if plain.set_scheme("http").is_err() {
+        return false;
     }
-    cause.to_string()
+    plain.set_path("/v2/");
+    plain.set_query(None);
+    http.get(plain)
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]

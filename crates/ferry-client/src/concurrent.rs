@@ -3,7 +3,12 @@
 //! Each push runs as its own task (so hashing spreads over the runtime's
 //! threads); a semaphore admits `concurrency` of them at a time. One
 //! failure does not stop the others: a bundle push wants to know every blob
-//! that failed, and the ones that succeeded are not lost.
+//! that failed, and the ones that succeeded are not lost. Except a failure
+//! every other push would meet too ([`ClientError::is_registry_wide`]: the
+//! registry's disk is full, it is gone, it refuses the credentials or the
+//! TLS): that one stops them all, at once, instead of each blob finding
+//! out alone (and retrying) in turn. Interrupted chunked uploads resume on
+//! the next run.
 
 use std::sync::Arc;
 
@@ -26,12 +31,13 @@ pub struct BlobPush {
 }
 
 /// Pushes `blobs`, at most `concurrency` at a time. The results are in
-/// the order of `blobs`.
+/// the order of `blobs`; `Err` if a registry-wide failure stopped them
+/// all.
 pub async fn push_blobs(
     blobs: Vec<BlobPush>,
     concurrency: usize,
     progress: Arc<dyn Progress>,
-) -> Vec<Result<PushReport>> {
+) -> Result<Vec<Result<PushReport>>> {
     let semaphore = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     let count = blobs.len();
@@ -53,13 +59,15 @@ pub async fn push_blobs(
     let mut results: Vec<Option<Result<PushReport>>> = (0..count).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         match joined {
+            // Dropping the set aborts the pushes still running or waiting.
+            Ok((_, Err(e))) if e.is_registry_wide() => return Err(e),
             Ok((index, result)) => results[index] = Some(result),
             // A panicking push is a bug; keep it visible as a panic.
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => tracing::error!("blob push task ended abnormally: {e}"),
         }
     }
-    results
+    Ok(results
         .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
@@ -68,5 +76,5 @@ pub async fn push_blobs(
                 ))
             })
         })
-        .collect()
+        .collect())
 }

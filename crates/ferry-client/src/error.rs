@@ -4,6 +4,11 @@
 //! the `errors` array of the distribution-spec error body ("Error Codes"
 //! section: `{"errors":[{"code":..., "message":..., "detail":...}]}`), so
 //! callers can tell `BLOB_UNKNOWN` from `DENIED` without parsing strings.
+//! A request that got no answer carries a [`TransportKind`], so callers
+//! can tell a registry that is down from one that needs other TLS
+//! settings, and the message names the deepest cause ("Connection
+//! refused", "invalid peer certificate: UnknownIssuer") instead of the
+//! HTTP stack's "error sending request for url".
 
 use std::fmt;
 use std::path::PathBuf;
@@ -68,6 +73,100 @@ impl fmt::Display for ErrorList<'_> {
     }
 }
 
+/// Why a request got no (complete) answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// No connection: refused, no route, the name does not resolve, the
+    /// connect timed out.
+    Unreachable,
+    /// The host's TLS certificate did not verify: unknown CA, another
+    /// name, expired.
+    UntrustedCertificate,
+    /// HTTPS was asked, and the host answered in plain HTTP.
+    PlainHttp,
+    /// The TLS handshake failed otherwise (no common version, an alert).
+    Tls,
+    /// Connected, but the exchange broke off: reset, read timeout,
+    /// truncated body.
+    Interrupted,
+}
+
+impl TransportKind {
+    /// Of a failed request: from the rustls error under it, if any, else
+    /// from whether the connection was made at all.
+    fn of(error: &reqwest::Error) -> TransportKind {
+        match rustls_error(error) {
+            Some(rustls::Error::InvalidCertificate(_)) => TransportKind::UntrustedCertificate,
+            Some(_) => TransportKind::Tls,
+            None if error.is_connect() => TransportKind::Unreachable,
+            None => TransportKind::Interrupted,
+        }
+    }
+
+    /// Worth another try: a registry that is restarting or a network that
+    /// hiccupped may answer the next time; TLS settings do not change.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            TransportKind::Unreachable | TransportKind::Interrupted
+        )
+    }
+}
+
+/// The rustls error under a failed request. tokio-rustls hands it up
+/// wrapped in an `io::Error` (sometimes twice), whose `source()` skips what
+/// it wraps, so `io::Error`s are looked into as well.
+fn rustls_error(error: &reqwest::Error) -> Option<&rustls::Error> {
+    find_rustls(error)
+}
+
+fn find_rustls<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let wrapped = error
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        .and_then(|inner| find_rustls(inner));
+    wrapped.or_else(|| error.source().and_then(find_rustls))
+}
+
+/// True if a TLS handshake got bytes that are not TLS at all (rustls:
+/// "received corrupt message"), as when the host speaks plain HTTP; the
+/// client then asks it in plain HTTP to be sure.
+pub(crate) fn answered_without_tls(error: &reqwest::Error) -> bool {
+    matches!(rustls_error(error), Some(rustls::Error::InvalidMessage(_)))
+}
+
+/// The deepest error in `error`'s source chain: for a failed request that is
+/// the one that says why ("Connection refused (os error 111)"), where the
+/// outer ones only say "error sending request for url".
+fn innermost_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+/// The reason part of a transport error's message.
+struct TransportReason<'a>(TransportKind, &'a reqwest::Error);
+
+impl fmt::Display for TransportReason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cause = innermost_cause(self.1);
+        match self.0 {
+            TransportKind::Unreachable => write!(f, "cannot connect: {cause}"),
+            TransportKind::UntrustedCertificate => {
+                write!(f, "its TLS certificate is not trusted: {cause}")
+            }
+            TransportKind::PlainHttp => f.write_str("this registry speaks plain HTTP, not HTTPS"),
+            TransportKind::Tls => write!(f, "TLS handshake failed: {cause}"),
+            TransportKind::Interrupted => f.write_str(&cause),
+        }
+    }
+}
+
 /// Everything that can go wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -79,18 +178,24 @@ pub enum ClientError {
         status: StatusCode,
         errors: Vec<RegistryErrorDetail>,
     },
-    /// The request did not get a complete answer (connect error, reset,
-    /// timeout, truncated body).
-    #[error("{method} {url}: {source}")]
+    /// The request did not get a complete answer (connect error, TLS,
+    /// reset, timeout, truncated body); `kind` says which.
+    #[error("{method} {url}: {}", TransportReason(*kind, source))]
     Transport {
         method: Method,
         url: String,
+        kind: TransportKind,
         #[source]
         source: reqwest::Error,
     },
-    /// The token service refused or returned something unusable.
+    /// The token service refused or returned something unusable;
+    /// `status` is its answer's, if it answered.
     #[error("authentication with {realm} failed: {reason}")]
-    Auth { realm: String, reason: String },
+    Auth {
+        realm: String,
+        status: Option<StatusCode>,
+        reason: String,
+    },
     /// config.json / auth.json could not be used.
     #[error("credentials: {0}")]
     Credentials(String),
@@ -174,13 +279,52 @@ impl ClientError {
         self.codes().contains(&code)
     }
 
-    /// True for failures worth retrying: transport errors (including
-    /// truncated bodies), 408, 429 and 5xx except 501 (not implemented)
-    /// and 505.
+    /// Why the request got no answer, for a transport error.
+    pub fn transport_kind(&self) -> Option<TransportKind> {
+        match self {
+            ClientError::Transport { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The URL of the request that failed, if one did.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            ClientError::Registry { url, .. }
+            | ClientError::Transport { url, .. }
+            | ClientError::Protocol { url, .. }
+            | ClientError::ManifestTooLarge { url, .. } => Some(url),
+            ClientError::Auth { realm, .. } => Some(realm),
+            _ => None,
+        }
+    }
+
+    /// True for failures worth retrying: connection failures and broken
+    /// exchanges (including truncated bodies), 408, 429 and the 5xx
+    /// statuses [`crate::retry::is_transient_status`] names. Not TLS
+    /// failures: a certificate or a plain-HTTP host does not change on a
+    /// second try.
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Transport { .. } => true,
+            ClientError::Transport { kind, .. } => kind.is_transient(),
             ClientError::Registry { status, .. } => crate::retry::is_transient_status(*status),
+            _ => false,
+        }
+    }
+
+    /// True for failures that every other request to the registry would
+    /// meet too: its disk is full (507), it refuses the credentials (401,
+    /// or the token service does), it cannot be reached, or its TLS does
+    /// not do. Many pushes in flight stop at the first such failure
+    /// ([`crate::push_blobs`]) instead of each finding out alone.
+    pub fn is_registry_wide(&self) -> bool {
+        match self {
+            ClientError::Transport { kind, .. } => *kind != TransportKind::Interrupted,
+            ClientError::Registry { status, .. } => matches!(
+                *status,
+                StatusCode::INSUFFICIENT_STORAGE | StatusCode::UNAUTHORIZED
+            ),
+            ClientError::Auth { .. } => true,
             _ => false,
         }
     }
@@ -200,6 +344,7 @@ impl ClientError {
         ClientError::Transport {
             method: method.clone(),
             url: url.to_string(),
+            kind: TransportKind::of(&source),
             source,
         }
     }

@@ -27,7 +27,9 @@
 //!   sent; where it resumed). [`push_blobs`] runs many pushes with bounded
 //!   concurrency.
 //! - [`ClientError`]: typed failures carrying the HTTP status and the
-//!   registry's error codes.
+//!   registry's error codes, or for a request that got no answer a
+//!   [`TransportKind`] (unreachable, untrusted certificate, plain HTTP,
+//!   TLS, interrupted).
 //!
 //! # Data flow
 //!
@@ -35,8 +37,11 @@
 //! `Authorization` (nothing until the host challenges; then Basic, or a
 //! Bearer token from the Docker token flow, cached per scope), a `401`
 //! teaches it the challenge and the request is sent again, and transient
-//! failures (connection errors, 408/429/5xx) are retried with jittered
-//! exponential backoff honoring `Retry-After` ([`retry`]).
+//! failures (connection errors, 408/429/5xx but 501/505/507) are retried
+//! with jittered exponential backoff honoring `Retry-After` ([`retry`]).
+//! What a second try cannot change fails at once: an untrusted
+//! certificate, a registry that speaks plain HTTP to an HTTPS request
+//! (checked with one plain-HTTP request), a full disk (507).
 //!
 //! Pulls stream: [`BlobReader`] hashes as it hands out chunks, resumes a
 //! cut body with `Range`, and ends with `Ok(None)` only if size and digest
@@ -100,7 +105,7 @@ pub use blobs::BlobReader;
 pub use client::{Client, PingInfo};
 pub use concurrent::{BlobPush, push_blobs};
 pub use credentials::{CredentialStore, Credentials};
-pub use error::{ClientError, RegistryErrorDetail, Result};
+pub use error::{ClientError, RegistryErrorDetail, Result, TransportKind};
 pub use listing::Referrers;
 pub use manifests::{Manifest, ManifestInfo};
 pub use options::{ClientOptions, HostConfig, HostSecurity};

@@ -11,10 +11,10 @@
 //! registry stays the authority on the offset: a resumed upload first asks
 //! it (`GET` on the upload URL) and continues from what it reports.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ferry_oci::Digest;
+use ferry_oci::atomic::AtomicWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, Result};
@@ -103,10 +103,9 @@ impl ResumeStore {
     pub async fn save(&self, state: &ResumeState) -> Result<()> {
         let path = self.path(&state.registry, &state.repository, &state.digest);
         let data = serde_json::to_vec_pretty(state).expect("state serializes");
-        let dir = self.dir.clone();
         tokio::task::spawn_blocking({
             let path = path.clone();
-            move || write_atomic(&dir, &path, &data)
+            move || AtomicWrite::new().replace(&path, &data)
         })
         .await
         .expect("blocking write does not panic")
@@ -150,30 +149,6 @@ impl ResumeStore {
         }
         Ok(states)
     }
-}
-
-/// Temporary file + fsync + rename + fsync of the directory.
-fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let tmp = dir.join(format!(
-        ".tmp-{}",
-        suffix
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! Retries of transient failures: exponential backoff with full jitter
+//! Retries of transient failures ([`is_transient_status`],
+//! [`crate::TransportKind::is_transient`]): exponential backoff with full jitter
 //! (each wait is uniform in `[0, min(max_delay, base * 2^attempt)]`, which
 //! spreads out many clients that failed together), overridden by the
 //! server's `Retry-After` (RFC 9110 §10.2.3: seconds or an HTTP date) when
@@ -48,14 +49,18 @@ impl RetryPolicy {
     }
 }
 
-/// True for statuses worth retrying: 408, 429 and 5xx except 501 and 505,
-/// which will not change on a second try.
+/// True for statuses worth retrying: 408, 429 and 5xx, except those that
+/// will not change within a few seconds of backoff: 501 (not
+/// implemented), 505 (HTTP version) and 507 (Insufficient Storage, RFC
+/// 4918 §11.5: the registry's disk is full; retrying only repeats the
+/// refusal until someone frees space, so the client reports it at once).
 pub fn is_transient_status(status: StatusCode) -> bool {
     status == StatusCode::REQUEST_TIMEOUT
         || status == StatusCode::TOO_MANY_REQUESTS
         || (status.is_server_error()
             && status != StatusCode::NOT_IMPLEMENTED
-            && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+            && status != StatusCode::HTTP_VERSION_NOT_SUPPORTED
+            && status != StatusCode::INSUFFICIENT_STORAGE)
 }
 
 /// Parses `Retry-After`: delta-seconds or an HTTP date.
@@ -119,7 +124,7 @@ mod tests {
         for s in [408, 429, 500, 502, 503, 504] {
             assert!(is_transient_status(StatusCode::from_u16(s).unwrap()), "{s}");
         }
-        for s in [400, 401, 403, 404, 416, 501, 505] {
+        for s in [400, 401, 403, 404, 416, 501, 505, 507] {
             assert!(
                 !is_transient_status(StatusCode::from_u16(s).unwrap()),
                 "{s}"

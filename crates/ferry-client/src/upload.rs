@@ -29,7 +29,10 @@
 //! **Retries.** A failed step (connection lost, 5xx, 429, 416, an expired
 //! token) asks the registry where the upload stands and continues from its
 //! offset, with backoff; an upload the registry no longer knows starts
-//! over. Progress is reset to the resumed offset each time.
+//! over. Progress is reset to the resumed offset each time. Only the
+//! streaming requests (sent once) are retried this way: the others went
+//! through the client's own retries already, and a second layer of retries
+//! around them would multiply the wait for a registry that is gone.
 //!
 //! **Distribution 2.8 (and Harbor, built on it).** Its upload URL carries
 //! a signed `_state` with the offset; if a `PATCH` was cut mid-body, the
@@ -148,13 +151,28 @@ enum MountResult {
 struct Failure {
     error: ClientError,
     location: Option<Url>,
+    /// The failed request went through [`crate::Client`]'s retrying
+    /// `send`, which used up the retries already: another round here
+    /// would multiply them.
+    retried: bool,
 }
 
 impl Failure {
+    /// A failure of a streaming request (sent once) at `location`.
     fn at(location: &Url) -> impl FnOnce(ClientError) -> Failure + '_ {
         move |error| Failure {
             error,
             location: Some(location.clone()),
+            retried: false,
+        }
+    }
+
+    /// A failure of a request that was retried already.
+    fn retried_at(location: &Url) -> impl FnOnce(ClientError) -> Failure + '_ {
+        move |error| Failure {
+            error,
+            location: Some(location.clone()),
+            retried: true,
         }
     }
 }
@@ -467,11 +485,16 @@ impl Upload<'_> {
                     Err(error) => Err(Failure {
                         error,
                         location: None,
+                        retried: true,
                     }),
                 },
                 Some(s) => self.attempt(s).await,
             };
-            let Failure { error, location } = match result {
+            let Failure {
+                error,
+                location,
+                retried,
+            } = match result {
                 Ok(()) => {
                     self.forget().await?;
                     return Ok(());
@@ -490,7 +513,7 @@ impl Upload<'_> {
                     error.status(),
                     Some(StatusCode::UNAUTHORIZED | StatusCode::RANGE_NOT_SATISFIABLE)
                 );
-            if !retryable || failures >= policy.max_retries {
+            if retried || !retryable || failures >= policy.max_retries {
                 return Err(error);
             }
             tracing::debug!(
@@ -585,6 +608,7 @@ impl Upload<'_> {
         let no_session = |error| Failure {
             error,
             location: None,
+            retried: false,
         };
         let response = self
             .send_range(Method::POST, url, 0, self.size(), true)
@@ -660,6 +684,7 @@ impl Upload<'_> {
                     ),
                 ),
                 location: None,
+                retried: false,
             });
         }
         let hasher = self
@@ -707,6 +732,7 @@ impl Upload<'_> {
                         errors: Vec::new(),
                     },
                     location: Some(session.location),
+                    retried: false,
                 });
             }
             self.save(&session)
@@ -726,6 +752,7 @@ impl Upload<'_> {
                     actual,
                 },
                 location: Some(session.location),
+                retried: false,
             });
         }
         let url = self.with_digest(&session.location);
@@ -735,10 +762,10 @@ impl Upload<'_> {
             .client()
             .send(&self.host, request)
             .await
-            .map_err(Failure::at(&session.location))?;
+            .map_err(Failure::retried_at(&session.location))?;
         self.finished(&Method::PUT, response)
             .await
-            .map_err(Failure::at(&session.location))
+            .map_err(Failure::retried_at(&session.location))
     }
 
     /// Sends `len` bytes of the source from `start` as the body of one

@@ -28,7 +28,7 @@ use crate::mac::MacAddr;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// How the boot server is reached.
+    /// How the boot server is reached (required).
     pub server: ServerConfig,
     /// DHCP: ProxyDHCP next to the site's DHCP server (default), a full
     /// DHCP server for isolated labs, or none.
@@ -371,10 +371,7 @@ impl Config {
 
     /// Parses and checks `text`; relative paths are taken from `base`.
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<LoadedConfig, ConfigError> {
-        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut config = deserialize(text, path)?;
         config.resolve_paths(base);
         let mut problems = Vec::new();
         let host_index = config.check(&mut problems);
@@ -516,6 +513,47 @@ impl LoadedConfig {
             .map(|s| s.value.as_str())
             .or_else(|| self.user_data_files.get(profile).map(String::as_str))
     }
+}
+
+/// Deserializes the file, with errors made for the operator: the file's
+/// name in the snippet (serde-saphyr says `<input>`), no `error:` of its own
+/// (the binary prints one), and a missing field named with the path of the
+/// mapping that lacks it (`profiles.k`), found with serde_path_to_error:
+/// serde-saphyr puts the caret on that mapping's last key, which reads as
+/// if that key were wrong.
+fn deserialize(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut at = String::new();
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            at = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    let error = match parsed {
+        Ok(config) => return Ok(config),
+        Err(e) => e,
+    };
+    let message = match error.without_snippet() {
+        serde_saphyr::Error::SerdeMissingField { field, .. } if at == "." => {
+            format!("`{field}:` is missing at the top level; it is required")
+        }
+        serde_saphyr::Error::SerdeMissingField { field, .. } => {
+            format!("{at}: `{field}:` is missing; it is required")
+        }
+        _ => {
+            let name = path.display().to_string();
+            let options = serde_saphyr::render_options! { source_name: Some(&name) };
+            let rendered = error.render_with_options(options);
+            rendered
+                .strip_prefix("error: ")
+                .map(str::to_string)
+                .unwrap_or(rendered)
+        }
+    };
+    Err(ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
 }
 
 /// A name usable as the last segment of a file URL and as an iPXE image name.

@@ -49,6 +49,10 @@ pub enum ArtifactError {
     },
     #[error("profile `{profile}`: {message}")]
     Oci { profile: String, message: String },
+    /// An `oci:` source (or a blob of it) that is not in ferry's registry
+    /// yet: it may be pushed while ferry runs.
+    #[error("profile `{profile}`: {what} is not in ferry's registry")]
+    NotInRegistry { profile: String, what: String },
     #[error("profile `{profile}`: {source}")]
     Store {
         profile: String,

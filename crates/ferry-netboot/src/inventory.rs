@@ -18,12 +18,13 @@
 //! copy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use ferry_oci::atomic::AtomicWrite;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -299,14 +300,11 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Opens the inventory under `<state_dir>/netboot/`, creating the
-    /// directory.
+    /// Opens the inventory under `<state_dir>/netboot/`. Nothing is
+    /// created until the first write, so that looking at the hosts of a
+    /// state directory (`ferry hosts`) leaves it as it was.
     pub fn open(state_dir: &Path) -> Result<Inventory, InventoryError> {
         let dir = state_dir.join("netboot");
-        fs::create_dir_all(&dir).map_err(|source| InventoryError::Io {
-            path: dir.clone(),
-            source,
-        })?;
         let inventory = Inventory {
             file: dir.join("hosts.json"),
             lock: dir.join("hosts.lock"),
@@ -377,6 +375,9 @@ impl Inventory {
     /// and gives it a new token (the old config URL stops working).
     /// Returns false if the host is unknown.
     pub fn reset(&self, mac: MacAddr) -> Result<bool, InventoryError> {
+        if self.get(&mac)?.is_none() {
+            return Ok(false);
+        }
         self.locked(|hosts| match hosts.get_mut(&mac) {
             Some(record) => {
                 let now = now_rfc3339();
@@ -396,6 +397,11 @@ impl Inventory {
         &self,
         apply: impl FnOnce(&mut BTreeMap<MacAddr, HostRecord>) -> R,
     ) -> Result<R, InventoryError> {
+        let dir = self
+            .lock
+            .parent()
+            .expect("the lock is in the netboot directory");
+        fs::create_dir_all(dir).map_err(|e| self.io_err(dir, e))?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -412,7 +418,9 @@ impl Inventory {
                 hosts: hosts.values().cloned().collect(),
             };
             let json = serde_json::to_vec_pretty(&file).expect("inventory serializes");
-            write_atomic(&self.file, &json).map_err(|e| self.io_err(&self.file, e))?;
+            AtomicWrite::new()
+                .replace(&self.file, &json)
+                .map_err(|e| self.io_err(&self.file, e))?;
         }
         let fingerprint = self.fingerprint()?;
         self.install(hosts, fingerprint);
@@ -481,26 +489,6 @@ impl Inventory {
     }
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new
-/// content, never a part: temporary file in the same directory, fsync,
-/// rename, fsync of the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", &new_token()[..16]));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,7 +554,8 @@ mod tests {
             .map(|i| HostRecord::new(MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8]), "t"))
             .collect();
         let json = serde_json::to_vec(&InventoryFile { version: 1, hosts }).unwrap();
-        write_atomic(inv.path(), &json).unwrap();
+        std::fs::create_dir_all(inv.path().parent().unwrap()).unwrap();
+        AtomicWrite::new().replace(inv.path(), &json).unwrap();
         assert!(matches!(
             inv.update(mac(9), |_| {}),
             Err(InventoryError::Full { .. })

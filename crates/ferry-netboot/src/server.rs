@@ -38,8 +38,13 @@ pub async fn serve(
     let nb = Arc::new(nb);
     let cfg = &nb.config.config;
 
+    let waiting = nb.artifacts.waiting();
     for name in cfg.profiles.keys() {
-        if let Some(files) = nb.artifacts.profile(name) {
+        if let Some(reason) = waiting.get(name) {
+            tracing::warn!(
+                "profile {name} is not ready: {reason}; hosts that boot it are told to retry until it is pushed"
+            );
+        } else if let Some(files) = nb.artifacts.profile(name) {
             let list: Vec<String> = files
                 .files
                 .iter()
@@ -144,6 +149,10 @@ pub async fn serve(
         }
     }
 
+    if !waiting.is_empty() {
+        tasks.spawn(resolve_when_pushed(nb.clone()));
+    }
+
     let app = crate::http::router(nb.clone());
     let result = axum::serve(
         listener,
@@ -157,4 +166,22 @@ pub async fn serve(
     });
     tasks.abort_all();
     result
+}
+
+/// How often profiles that wait for their artifact look for it.
+const WAITING_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resolves waiting profiles again every [`WAITING_RETRY`] until none
+/// waits, so that a profile is ready (and says so in the log) as soon as
+/// its artifact is pushed, not only when a host next boots. A look is one
+/// tag read in the store.
+async fn resolve_when_pushed(nb: Arc<Netboot>) {
+    loop {
+        tokio::time::sleep(WAITING_RETRY).await;
+        let nb = nb.clone();
+        match tokio::task::spawn_blocking(move || nb.artifacts.retry_waiting()).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }

@@ -44,8 +44,10 @@ pub struct Netboot {
 
 impl Netboot {
     /// Checks templates against every host, resolves every profile's
-    /// files and opens the inventory under `state_dir`. `store` is ferry's
-    /// registry store, needed by `oci:` sources.
+    /// files (a profile whose `oci:` artifact is not in the registry yet
+    /// waits; see [`ArtifactStore`]) and opens the inventory under
+    /// `state_dir`. `store` is ferry's registry store, needed by `oci:`
+    /// sources.
     pub fn new(
         config: LoadedConfig,
         state_dir: &Path,
@@ -64,12 +66,7 @@ impl Netboot {
             .values()
             .any(|p| matches!(p.source, Source::Oci(_)));
         let artifacts = ArtifactStore::new(&config.config.profiles, store.filter(|_| needs_store))?;
-        let names = |profile: &str| {
-            artifacts
-                .profile(profile)
-                .map(|p| p.files.keys().cloned().collect())
-                .unwrap_or_default()
-        };
+        let names = |profile: &str| artifacts.file_names(profile);
         let problems = templates.check_hosts(&config, &names);
         if !problems.is_empty() {
             return Err(invalid(problems));
@@ -104,10 +101,7 @@ impl Netboot {
 
     /// URL names of a profile's files.
     pub fn file_names(&self, profile: &str) -> Vec<String> {
-        self.artifacts
-            .profile(profile)
-            .map(|p| p.files.keys().cloned().collect())
-            .unwrap_or_default()
+        self.artifacts.file_names(profile)
     }
 
     pub fn remember_ip(&self, ip: Ipv4Addr, mac: MacAddr) {

@@ -139,6 +139,9 @@ impl Templates {
     pub fn compile(config: &LoadedConfig) -> Result<Templates, Vec<String>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Keeps each template's source and the span of a failing
+        // expression, so that an error can quote it (`vars.tokne`).
+        env.set_debug(true);
         env.set_keep_trailing_newline(true);
         let mut problems = Vec::new();
         for (name, profile) in &config.config.profiles {
@@ -248,9 +251,36 @@ fn template_name(profile: &str, which: Which) -> String {
     format!("{profile}/{}", which.key())
 }
 
-/// "undefined value (in cmdline line 2): ..." from a minijinja error.
+/// "`vars.tokne` is undefined (template line 2)", "syntax error: ... (template
+/// line 1)" from a minijinja error: the failing expression quoted when
+/// minijinja knows it.
 fn describe(e: &minijinja::Error) -> String {
-    let mut text = e.kind().to_string();
+    let quoted = e
+        .template_source()
+        .zip(e.range())
+        .and_then(|(source, range)| {
+            Some((
+                source.get(range.clone())?.trim(),
+                tag_around(source, range)?,
+            ))
+        })
+        .filter(|(x, _)| !x.is_empty());
+    let is_path = |x: &str| {
+        x.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+    };
+    let mut text = match (e.kind(), quoted) {
+        // `{{ vars.tokne }}`: the variable itself
+        (minijinja::ErrorKind::UndefinedError, Some((x, tag)))
+            if is_path(x) && !tag.contains('|') =>
+        {
+            format!("`{x}` is undefined")
+        }
+        // `{{ vars.role | upper }}`: minijinja points at the filter that
+        // got the undefined value; the whole tag says which one it was
+        (kind, Some((_, tag))) => format!("{kind} in `{tag}`"),
+        (kind, None) => kind.to_string(),
+    };
     if let Some(detail) = e.detail() {
         text.push_str(": ");
         text.push_str(detail);
@@ -259,6 +289,22 @@ fn describe(e: &minijinja::Error) -> String {
         text.push_str(&format!(" (template line {line})"));
     }
     text
+}
+
+/// The `{{ ... }}` or `{% ... %}` tag of `source` that holds `range`.
+fn tag_around(source: &str, range: std::ops::Range<usize>) -> Option<&str> {
+    let before = source.get(..range.start)?;
+    let start = before
+        .rfind("{{")
+        .into_iter()
+        .chain(before.rfind("{%"))
+        .max()?;
+    let after = source.get(range.end..)?;
+    let end = ["}}", "%}"]
+        .iter()
+        .filter_map(|close| after.find(close))
+        .min()?;
+    source.get(start..range.end + end + 2)
 }
 
 #[cfg(test)]
@@ -339,7 +385,11 @@ mod tests {
         let templates = Templates::compile(&config).unwrap();
         let problems = templates.check_hosts(&config, &|_| Vec::new());
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("undefined value"), "{}", problems[0]);
+        assert!(
+            problems[0].contains("`vars.tokne` is undefined (template line 1)"),
+            "{}",
+            problems[0]
+        );
         assert!(problems[0].contains("unknown host"), "{}", problems[0]);
     }
 }

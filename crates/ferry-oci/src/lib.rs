@@ -15,7 +15,10 @@
 //! - [`name`]: validation of repository names and tags.
 //! - [`progress`]: the trait through which libraries report progress;
 //!   only the binary draws it.
+//! - [`atomic`]: crash-safe file writes (temporary file, fsync, rename,
+//!   fsync of the directory), shared by every crate that writes files.
 
+pub mod atomic;
 pub mod digest;
 pub mod layout;
 pub mod manifest;

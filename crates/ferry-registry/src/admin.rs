@@ -58,7 +58,6 @@ async fn run_gc(registry: Registry, request: Request) -> Result<Response, Regist
     let options = GcOptions {
         grace,
         dry_run: param(&params, "dry_run") == Some("true"),
-        ..GcOptions::default()
     };
     let store = registry.store.clone();
     let report = blocking(move || store.gc(&options)).await?;

@@ -33,6 +33,9 @@ const DOWNLOAD_QUEUE: usize = 2;
 /// killed VM) would otherwise hold its upload session busy for as long as
 /// TCP takes to notice, and its own retry could not resume.
 const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the rest of a refused upload's body is read before the error
+/// is answered anyway (see [`drain`]).
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 
 /// What to do with the upload once the body has been written.
 pub enum Finish {
@@ -119,7 +122,10 @@ pub async fn stream_into_upload(
             Some(Ok(bytes)) => {
                 last_data = tokio::time::Instant::now();
                 if tx.send(Frame::Data(bytes)).await.is_err() {
-                    break; // the writer stopped; its error is below
+                    // The writer stopped; its error is below, once the
+                    // client can read it.
+                    drain(&mut body).await;
+                    break;
                 }
             }
             Some(Err(e)) => {
@@ -143,6 +149,22 @@ pub async fn stream_into_upload(
         )));
     }
     Ok(outcome?)
+}
+
+/// Reads and discards the rest of a request body whose upload failed, for
+/// up to [`DRAIN_LIMIT`], before the error is answered. Clients built on
+/// Go's net/http (skopeo, podman) read the answer only once they have sent
+/// the whole body: if the server closed the connection first, they would
+/// see "broken pipe" instead of the reason (507 "the disk is full"). This
+/// is nginx's "lingering close", done before answering.
+async fn drain<S>(body: &mut S)
+where
+    S: futures_util::Stream<Item = Result<Bytes, axum::Error>> + Unpin,
+{
+    let _ = tokio::time::timeout(DRAIN_LIMIT, async {
+        while let Some(Ok(_)) = body.next().await {}
+    })
+    .await;
 }
 
 /// Reads a whole (small) body, refusing more than `limit` bytes.

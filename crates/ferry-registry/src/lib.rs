@@ -112,7 +112,7 @@ async fn handle(
     let method = request.method().clone();
     registry
         .auth
-        .authorize(&route, &method, request.headers())
+        .authorize(&route, &method, request.uri(), request.headers())
         .await?;
     use handlers::*;
     match (&route, method) {

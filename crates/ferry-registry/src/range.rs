@@ -1,13 +1,22 @@
 //! `Range` and `Content-Range` headers.
 //!
-//! Blob GETs honour one byte range (RFC 9110 §14.2): `bytes=a-b`,
-//! `bytes=a-`, `bytes=-n`. A multi-range request is answered with the
-//! whole blob, which RFC 9110 allows ("a server MAY ignore the Range
-//! header field"). A range whose last byte precedes its first is invalid
-//! (§14.1.1) and is rejected with 416, which §14.2 allows and the OCI
-//! conformance suite expects ("range 500-0"), rather than silently
-//! answered with the whole blob. Upload PATCHes carry the
-//! distribution-spec's `Content-Range: <start>-<end>` (inclusive, no unit).
+//! Blob GETs honour one byte range (RFC 9110 §14.1.2, §14.2), parsed by
+//! the `http-range-header` crate (what tower-http uses) behind
+//! [`answer`], which adds the rules ferry's two HTTP servers share (the
+//! netboot file server has the same adapter over the same crate):
+//! - a suffix longer than the blob is the whole blob (§14.1.2);
+//! - a range whose last byte precedes its first (§14.1.1: invalid), a
+//!   zero-length suffix, or one that starts past the end is answered 416
+//!   with `Content-Range: bytes */LEN` (§15.5.17) — the OCI conformance
+//!   suite expects 416 for "range 500-0";
+//! - several ranges, or a header that does not parse, get the whole blob
+//!   with 200, which §14.2 allows ("a server MAY ignore the Range header").
+//!
+//! Upload PATCHes carry the distribution-spec's own
+//! `Content-Range: <start>-<end>` (inclusive, no unit), parsed here by
+//! [`parse_content_range`].
+
+use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
 
 /// What to send for a `Range` request on a resource of `size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,48 +30,36 @@ pub enum RangeAnswer {
 }
 
 pub fn answer(header: Option<&str>, size: u64) -> RangeAnswer {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    let Some(value) = header.map(str::trim) else {
         return RangeAnswer::Full;
     };
-    if spec.contains(',') {
-        return RangeAnswer::Full;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeAnswer::Full;
+    // The unit is case-insensitive (§14.1); the crate wants `bytes=`.
+    let value = match value.get(..6) {
+        Some(unit) if unit.eq_ignore_ascii_case("bytes=") => format!("bytes={}", &value[6..]),
+        _ => return RangeAnswer::Full,
     };
-    let (first, last) = (first.trim(), last.trim());
-    let parse = |s: &str| s.parse::<u64>().ok();
-    match (first.is_empty(), last.is_empty()) {
-        // bytes=-n: the last n bytes.
-        (true, false) => match parse(last) {
-            None => RangeAnswer::Full,
-            Some(0) => RangeAnswer::Unsatisfiable,
-            Some(_) if size == 0 => RangeAnswer::Unsatisfiable,
-            Some(n) => RangeAnswer::Partial {
-                start: size.saturating_sub(n),
-                end: size - 1,
-            },
+    let range = match http_range_header::parse_range_header(&value) {
+        Ok(parsed) => match parsed.ranges.as_slice() {
+            [one] => *one,
+            _ => return RangeAnswer::Full,
         },
-        (false, _) => {
-            let Some(start) = parse(first) else {
-                return RangeAnswer::Full;
-            };
-            let end = if last.is_empty() {
-                Some(u64::MAX)
-            } else {
-                parse(last)
-            };
-            match end {
-                None => RangeAnswer::Full,
-                Some(end) if end < start => RangeAnswer::Unsatisfiable,
-                Some(_) if start >= size => RangeAnswer::Unsatisfiable,
-                Some(end) => RangeAnswer::Partial {
-                    start,
-                    end: end.min(size - 1),
-                },
-            }
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return RangeAnswer::Unsatisfiable,
+        Err(_) => return RangeAnswer::Full,
+    };
+    let (start, end) = match (range.start, range.end) {
+        (StartPosition::FromLast(n), _) => (size.saturating_sub(n), u64::MAX),
+        (StartPosition::Index(first), EndPosition::LastByte) => (first, u64::MAX),
+        (StartPosition::Index(first), EndPosition::Index(last)) if last < first => {
+            return RangeAnswer::Unsatisfiable;
         }
-        (true, true) => RangeAnswer::Full,
+        (StartPosition::Index(first), EndPosition::Index(last)) => (first, last),
+    };
+    if start >= size {
+        return RangeAnswer::Unsatisfiable;
+    }
+    RangeAnswer::Partial {
+        start,
+        end: end.min(size - 1),
     }
 }
 
@@ -105,6 +102,9 @@ mod tests {
         assert_eq!(answer(Some("items=0-1"), 10), Full);
         assert_eq!(answer(Some("bytes=x-1"), 10), Full);
         assert_eq!(answer(Some("bytes=0-"), 0), Unsatisfiable);
+        assert_eq!(answer(Some("BYTES=1-1"), 10), Partial { start: 1, end: 1 });
+        assert_eq!(answer(Some("bytes=0-5,3-4"), 10), Full);
+        assert_eq!(answer(Some("bytes="), 10), Full);
     }
 
     #[test]

@@ -7,10 +7,18 @@
 //! server certificate can be re-issued for new names without touching the
 //! clients. The CA is re-created from its key and fixed subject name, so
 //! no certificate parser is needed to sign with it again.
+//!
+//! Every file is written crash-safely ([`ferry_oci::atomic`]; keys with
+//! mode 0600 from their first byte), and in an order that makes a set
+//! complete only when its last file is there: `ca.crt` after `ca.key` and
+//! `ca.name`, `server.names` after `server.crt` and `server.key`; a set
+//! being replaced loses that last file first. A crash half-way leaves an
+//! incomplete set, which the next start creates again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry_oci::atomic::{self, AtomicWrite};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose,
@@ -99,10 +107,19 @@ pub fn auto(dir: &Path, names: &[String]) -> Result<AutoTls, TlsError> {
             &ferry_oci::Digest::sha256(key.public_key_pem().as_bytes()).hex()[..8]
         );
         let cert = ca_params(&name).self_signed(&key)?;
-        write_private(&ca_key_path, key.serialize_pem().as_bytes())
+        // The certificate goes last, and first away: its presence says
+        // that the key and name beside it are whole and belong to it.
+        atomic::remove(&ca_cert).map_err(write_err(&ca_cert))?;
+        AtomicWrite::new()
+            .private()
+            .replace(&ca_key_path, key.serialize_pem().as_bytes())
             .map_err(write_err(&ca_key_path))?;
-        std::fs::write(&ca_name_path, &name).map_err(write_err(&ca_name_path))?;
-        std::fs::write(&ca_cert, cert.pem()).map_err(write_err(&ca_cert))?;
+        AtomicWrite::new()
+            .replace(&ca_name_path, name.as_bytes())
+            .map_err(write_err(&ca_name_path))?;
+        AtomicWrite::new()
+            .replace(&ca_cert, cert.pem().as_bytes())
+            .map_err(write_err(&ca_cert))?;
         (key, name)
     } else {
         let read = |p: &Path| {
@@ -144,12 +161,20 @@ pub fn auto(dir: &Path, names: &[String]) -> Result<AutoTls, TlsError> {
             path: ca_cert.display().to_string(),
             message: e.to_string(),
         })?;
+        // The names go last, and first away: they say that the
+        // certificate and key beside them are a pair.
+        atomic::remove(&names_path).map_err(write_err(&names_path))?;
         // The chain: server certificate, then the CA.
-        std::fs::write(&server_cert, format!("{}{}", cert.pem(), ca_pem))
+        AtomicWrite::new()
+            .replace(&server_cert, format!("{}{}", cert.pem(), ca_pem).as_bytes())
             .map_err(write_err(&server_cert))?;
-        write_private(&server_key, key.serialize_pem().as_bytes())
+        AtomicWrite::new()
+            .private()
+            .replace(&server_key, key.serialize_pem().as_bytes())
             .map_err(write_err(&server_key))?;
-        std::fs::write(&names_path, wanted.join("\n")).map_err(write_err(&names_path))?;
+        AtomicWrite::new()
+            .replace(&names_path, wanted.join("\n").as_bytes())
+            .map_err(write_err(&names_path))?;
     }
     Ok(AutoTls {
         config: load(&server_cert, &server_key)?,
@@ -169,18 +194,4 @@ fn ca_params(name: &str) -> CertificateParams {
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(2044, 1, 1);
     params
-}
-
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }

@@ -1,12 +1,11 @@
 //! Verifying the store: every blob's content against its name, and every
 //! repository's manifests, tags and referrers against the blobs.
 
-use std::fs::{self, File};
-use std::io::Read;
+use std::fs;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use ferry_oci::{Algorithm, Digest, Hasher, ParsedManifest};
+use ferry_oci::{Algorithm, Digest, ParsedManifest};
 
 use crate::error::{IoContext, Result};
 use crate::layout::{self, list_links};
@@ -29,6 +28,9 @@ pub struct FsckReport {
 pub struct CorruptBlob {
     pub digest: Digest,
     pub actual: String,
+    /// Where a repair moved it (see [`crate::quarantine`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -47,8 +49,26 @@ impl Store {
     /// Checks everything. `on_blob` is called after each blob is hashed
     /// (with its size), for progress.
     pub fn fsck(&self, on_blob: &(dyn Fn(u64) + Sync)) -> Result<FsckReport> {
+        self.check(false, on_blob)
+    }
+
+    /// Checks everything like [`Store::fsck`], and quarantines every
+    /// corrupt blob (see [`crate::quarantine`]) before the repositories
+    /// are checked, so the report then lists what needs pushing again.
+    pub fn fsck_and_repair(&self, on_blob: &(dyn Fn(u64) + Sync)) -> Result<FsckReport> {
+        self.check(true, on_blob)
+    }
+
+    fn check(&self, repair: bool, on_blob: &(dyn Fn(u64) + Sync)) -> Result<FsckReport> {
         let mut report = FsckReport::default();
         self.check_blobs(on_blob, &mut report)?;
+        if repair {
+            for corrupt in &mut report.corrupt_blobs {
+                corrupt.quarantined = self
+                    .quarantine_blob(&corrupt.digest)?
+                    .map(|p| p.display().to_string());
+            }
+        }
         for repo in self.repositories()? {
             self.check_repository(&repo, &mut report)?;
         }
@@ -82,7 +102,7 @@ impl Store {
                     loop {
                         let next = queue.lock().expect("fsck queue").next();
                         let Some((digest, path)) = next else { break };
-                        let outcome = hash_file(&path, digest.algorithm(), &mut buf);
+                        let outcome = fsutil::hash_file(&path, digest.algorithm(), &mut buf);
                         if let Ok((_, size)) = &outcome {
                             on_blob(*size);
                         }
@@ -102,6 +122,7 @@ impl Store {
                 report.corrupt_blobs.push(CorruptBlob {
                     digest,
                     actual: actual.to_string(),
+                    quarantined: None,
                 });
             }
         }
@@ -190,22 +211,4 @@ impl Store {
         report.manifests_checked += manifests_checked;
         Ok(())
     }
-}
-
-fn hash_file(
-    path: &std::path::Path,
-    algorithm: Algorithm,
-    buf: &mut [u8],
-) -> std::io::Result<(Digest, u64)> {
-    let mut file = File::open(path)?;
-    let mut hasher = Hasher::new(algorithm);
-    loop {
-        let n = file.read(buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let size = hasher.bytes();
-    Ok((hasher.finish(), size))
 }

@@ -1,21 +1,19 @@
 //! Crash-safe file operations.
 //!
 //! Every change to the store is one of: create an empty link file, write a
-//! small file atomically, rename a verified blob into place, or remove a
-//! file. Each is followed by an fsync of the directory that holds it, so
-//! that once a request is acknowledged its effect survives a crash, and a
-//! crash in the middle leaves either the old state or the new one, never a
-//! partial file (POSIX rename is atomic; see rename(2)).
+//! small file atomically ([`ferry_oci::atomic`]), rename a verified blob
+//! into place, or remove a file. Each is followed by an fsync of the
+//! directory that holds it, so that once a request is acknowledged its
+//! effect survives a crash, and a crash in the middle leaves either the old
+//! state or the new one, never a partial file (POSIX rename is atomic; see
+//! rename(2)).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::path::{Path, PathBuf};
 
-/// fsyncs a directory so that entries created, renamed or removed in it
-/// are durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+use ferry_oci::atomic::AtomicWrite;
+pub use ferry_oci::atomic::{remove, sync_dir};
 
 /// Creates `dir` and any missing parents, fsyncing each parent whose
 /// entries changed.
@@ -58,36 +56,11 @@ pub fn create_marker(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in `tmp_dir`
-/// (same filesystem) is written, fsynced and renamed over `path`.
+/// Writes `contents` to `path` atomically (creating its directory if
+/// needed), with the temporary file in the store's `tmp_dir`.
 pub fn write_atomic(tmp_dir: &Path, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let parent = parent_of(path);
-    ensure_dir(parent)?;
-    let tmp = temp_path(tmp_dir);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(parent)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Removes a file, fsyncing its directory; a missing file is not an error.
-/// Returns whether something was removed.
-pub fn remove(path: &Path) -> io::Result<bool> {
-    match fs::remove_file(path) {
-        Ok(()) => {
-            sync_dir(parent_of(path))?;
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
+    ensure_dir(parent_of(path))?;
+    AtomicWrite::new().temp_dir(tmp_dir).replace(path, contents)
 }
 
 /// A fresh, unguessable name in `tmp_dir`.
@@ -136,4 +109,25 @@ pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
         }
     }
     Ok(names)
+}
+
+/// Hashes a whole file with `algorithm`, reading through `buf`; returns
+/// the digest and the size.
+pub fn hash_file(
+    path: &Path,
+    algorithm: ferry_oci::Algorithm,
+    buf: &mut [u8],
+) -> io::Result<(ferry_oci::Digest, u64)> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = ferry_oci::Hasher::new(algorithm);
+    loop {
+        let n = file.read(buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let size = hasher.bytes();
+    Ok((hasher.finish(), size))
 }

@@ -12,9 +12,11 @@
 //!   so a lookup either pins first (the blob stays) or runs after the
 //!   unlink (the client sees "unknown" and uploads it again).
 //!
-//! Uploads in progress live outside `blobs/` and are never swept; sessions
-//! idle for longer than `upload_expiry` are purged. Blob links whose data
-//! is gone are removed last.
+//! Uploads in progress live outside `blobs/` and are never swept; upload
+//! sessions that received nothing within the grace period are abandoned
+//! and removed (a session with a writer never is). Blob links whose data
+//! is gone are removed last, and temporary files a crash left in `tmp/`
+//! (older than [`TEMP_MAX_AGE`]) too.
 
 use std::collections::HashSet;
 use std::fs;
@@ -25,12 +27,16 @@ use ferry_oci::{Algorithm, Digest, ParsedManifest};
 use crate::error::{IoContext, Result};
 use crate::{Store, fsutil};
 
+/// A file in `tmp/` older than this is the leftover of an interrupted
+/// write: every write renames its temporary file within moments.
+pub const TEMP_MAX_AGE: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Clone)]
 pub struct GcOptions {
-    /// Blobs committed more recently than this are kept even if unreferenced.
+    /// Blobs committed more recently than this are kept even if
+    /// unreferenced; upload sessions that received data more recently are
+    /// kept too.
     pub grace: Duration,
-    /// Upload sessions untouched for longer than this are removed.
-    pub upload_expiry: Duration,
     /// Report what would be removed without removing it.
     pub dry_run: bool,
 }
@@ -39,7 +45,6 @@ impl Default for GcOptions {
     fn default() -> Self {
         GcOptions {
             grace: Duration::from_secs(3600),
-            upload_expiry: Duration::from_secs(7 * 24 * 3600),
             dry_run: false,
         }
     }
@@ -55,6 +60,9 @@ pub struct GcReport {
     pub blobs_kept_pinned: usize,
     pub uploads_purged: usize,
     pub links_removed: usize,
+    /// Leftovers of interrupted writes removed from `tmp/`.
+    #[serde(default)]
+    pub temp_files_removed: usize,
     pub dry_run: bool,
 }
 
@@ -85,9 +93,10 @@ impl Store {
         let marked = self.mark(&mut report)?;
         report.blobs_marked = marked.len();
         self.sweep(&marked, started, options, &mut report)?;
-        self.purge_uploads(started, options, &mut report)?;
+        report.uploads_purged = self.purge_idle_uploads(options.grace, options.dry_run)?;
         if !options.dry_run {
             self.remove_dangling_links(&mut report)?;
+            report.temp_files_removed = self.remove_stale_temp_files(started)?;
         }
         Ok(report)
     }
@@ -169,37 +178,34 @@ impl Store {
         Ok(())
     }
 
-    fn purge_uploads(
-        &self,
-        started: SystemTime,
-        options: &GcOptions,
-        report: &mut GcReport,
-    ) -> Result<()> {
+    /// Removes what interrupted writes left in `tmp/`: entries older than
+    /// [`TEMP_MAX_AGE`], which no write in progress can be.
+    fn remove_stale_temp_files(&self, started: SystemTime) -> Result<usize> {
         let cutoff = started
-            .checked_sub(options.upload_expiry)
+            .checked_sub(TEMP_MAX_AGE)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let busy = self.busy_uploads();
-        let uploads = self.layout().uploads();
-        for id in fsutil::list_names(&uploads).at(&uploads)? {
-            if busy.contains(&id) {
+        let tmp = self.layout().tmp();
+        let mut removed = 0;
+        for name in fsutil::list_names(&tmp).at(&tmp)? {
+            let path = tmp.join(&name);
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.modified().is_ok_and(|m| m < cutoff) {
                 continue;
             }
-            // A session being created may not have its data file yet: only
-            // a session whose data is there and old is idle.
-            let data = uploads.join(&id).join("data");
-            let idle = fs::metadata(&data)
-                .and_then(|m| m.modified())
-                .is_ok_and(|m| m < cutoff);
-            if idle {
-                report.uploads_purged += 1;
-                if !options.dry_run {
-                    self.inner.uploads.lock().expect("uploads lock").remove(&id);
-                    let dir = uploads.join(&id);
-                    fs::remove_dir_all(&dir).at(&dir)?;
-                }
+            let gone = if meta.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match gone {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at(&path),
             }
         }
-        Ok(())
+        Ok(removed)
     }
 
     fn remove_dangling_links(&self, report: &mut GcReport) -> Result<()> {

@@ -10,6 +10,7 @@
 //!     blobs/<alg>/<hex>                link: empty; the blob is in this repository
 //!     referrers/<alg>-<hex>/<alg>-<hex>  descriptor JSON of a referrer of the subject
 //! tmp/                                 temporary files, renamed into place
+//! quarantine/<alg>-<hex>.<random>      corrupt blob data taken out of service
 //! ```
 //!
 //! Repository names and tags are validated before they reach a path (see
@@ -51,6 +52,10 @@ impl Layout {
             .join(digest.algorithm().as_str())
             .join(&hex[..2])
             .join(hex)
+    }
+
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
     }
 
     pub fn uploads(&self) -> PathBuf {

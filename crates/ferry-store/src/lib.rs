@@ -5,7 +5,8 @@
 //! and size are verified, their data fsynced and the file renamed into
 //! place ([`upload`]); repositories with tags, manifest and blob links and
 //! a referrers index ([`manifests`], [`blobs`], [`catalog`]); an online
-//! mark-and-sweep garbage collector ([`gc`]) and a verifier ([`fsck`]).
+//! mark-and-sweep garbage collector ([`gc`]), a verifier ([`fsck`]) and
+//! the quarantine of corrupt blobs it finds ([`quarantine`]).
 //!
 //! Metadata is kept as small files written atomically (temporary file,
 //! fsync, rename, fsync of the directory) rather than in an embedded
@@ -29,6 +30,7 @@ mod fsutil;
 pub mod gc;
 pub mod layout;
 pub mod manifests;
+pub mod quarantine;
 pub mod upload;
 
 use std::collections::{HashMap, HashSet};
@@ -41,6 +43,7 @@ pub use error::{Result, StoreError};
 pub use fsck::FsckReport;
 pub use gc::{GcOptions, GcReport};
 pub use manifests::{ManifestRef, PutManifest, StoredManifest};
+pub use quarantine::BlobCheck;
 pub use upload::UploadWriter;
 
 use crate::error::IoContext;

@@ -15,7 +15,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use ferry_oci::{Algorithm, Digest, Hasher};
 
@@ -64,14 +64,24 @@ impl Store {
         }
     }
 
+    /// Creates session `id`. It is put together in `tmp/` and renamed into
+    /// `uploads/` whole, so a session exists with both its files or not at
+    /// all: a failure half-way (a full disk) leaves nothing behind.
     fn create_session(&self, repo: &str, id: &str) -> Result<()> {
         check_repository(repo)?;
         let dir = self.layout().upload(id);
-        fsutil::ensure_dir(&dir).at(&dir)?;
-        let data = dir.join("data");
-        File::create(&data).at(&data)?;
-        let repo_file = dir.join("repository");
-        fs::write(&repo_file, repo).at(&repo_file)?;
+        let staging = fsutil::temp_path(&self.layout().tmp());
+        let created = (|| {
+            fs::create_dir(&staging)?;
+            File::create(staging.join("data"))?;
+            fs::write(staging.join("repository"), repo)?;
+            fs::rename(&staging, &dir)?;
+            fsutil::sync_dir(&self.layout().uploads())
+        })();
+        if let Err(source) = created {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(source).at(&dir);
+        }
         self.inner.uploads.lock().expect("uploads lock").insert(
             id.to_string(),
             UploadState {
@@ -201,14 +211,66 @@ impl Store {
         }
     }
 
-    /// Ids of sessions with a writer right now (GC leaves those alone).
-    pub(crate) fn busy_uploads(&self) -> Vec<String> {
-        let uploads = self.inner.uploads.lock().expect("uploads lock");
-        uploads
-            .iter()
-            .filter(|(_, s)| s.busy)
-            .map(|(id, _)| id.clone())
-            .collect()
+    /// Removes every upload session that has received nothing for
+    /// `idle_for` (or, with `dry_run`, only counts them), and returns how
+    /// many. A session with a writer is never idle. Each session is
+    /// claimed first, as a writer would claim it, so that a client coming
+    /// back at that moment gets "busy" (and on its retry "unknown")
+    /// instead of writing into a file being removed.
+    pub fn purge_idle_uploads(&self, idle_for: Duration, dry_run: bool) -> Result<usize> {
+        let cutoff = SystemTime::now()
+            .checked_sub(idle_for)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let uploads = self.layout().uploads();
+        let mut purged = 0;
+        for id in fsutil::list_names(&uploads).at(&uploads)? {
+            let dir = uploads.join(&id);
+            if !self.is_idle_since(&dir, cutoff) || !self.claim(&id) {
+                continue;
+            }
+            // A write may have ended between the look and the claim.
+            if self.is_idle_since(&dir, cutoff) {
+                purged += 1;
+                if !dry_run {
+                    tracing::info!(upload = %id, "removing an idle upload session");
+                    self.remove_session(&id, &dir);
+                    continue;
+                }
+            }
+            self.release(&id);
+        }
+        Ok(purged)
+    }
+
+    /// Whether the session in `dir` last received data before `cutoff`:
+    /// its data file's mtime, or the directory's for a session without
+    /// one (a directory left by a crash, or by older versions).
+    fn is_idle_since(&self, dir: &std::path::Path, cutoff: SystemTime) -> bool {
+        fs::metadata(dir.join("data"))
+            .or_else(|_| fs::metadata(dir))
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m < cutoff)
+    }
+
+    /// Marks session `id` busy, as a writer does; `false` if it already is.
+    fn claim(&self, id: &str) -> bool {
+        let mut uploads = self.inner.uploads.lock().expect("uploads lock");
+        let state = uploads
+            .entry(id.to_string())
+            .or_insert_with(|| UploadState {
+                repo: String::new(),
+                hasher: None,
+                busy: false,
+            });
+        !std::mem::replace(&mut state.busy, true)
+    }
+
+    /// Undoes [`Self::claim`].
+    fn release(&self, id: &str) {
+        let mut uploads = self.inner.uploads.lock().expect("uploads lock");
+        if let Some(state) = uploads.get_mut(id) {
+            state.busy = false;
+        }
     }
 
     /// The repository an in-memory session belongs to.
@@ -269,11 +331,14 @@ impl BackgroundFlush {
 impl UploadWriter {
     fn open(&mut self, hasher: Option<Hasher>) -> Result<()> {
         let data = self.dir.join("data");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&data)
-            .at(&data)?;
+        let mut file = match OpenOptions::new().read(true).append(true).open(&data) {
+            Ok(file) => file,
+            // Cancelled or expired since it was looked up.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::UploadUnknown(self.id.clone()));
+            }
+            Err(e) => return Err(e).at(&data),
+        };
         let len = file.metadata().at(&data)?.len();
         let hasher = match hasher {
             Some(h) if h.bytes() == len => h,
@@ -325,14 +390,9 @@ impl UploadWriter {
 
     /// Appends `data` to the upload.
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
-        let file = self.file.as_mut().expect("open writer has a file");
-        if let Err(source) = file.write_all(data) {
-            // What reached the file is unknown; re-hash on next open.
-            self.hasher = None;
-            return Err(StoreError::Io {
-                path: self.dir.join("data").display().to_string(),
-                source,
-            });
+        let written = self.file()?.write_all(data);
+        if let Err(source) = written {
+            return Err(self.data_error(source));
         }
         self.hasher
             .as_mut()
@@ -350,15 +410,31 @@ impl UploadWriter {
 
     /// Writes buffered bytes to the file.
     pub fn flush(&mut self) -> Result<()> {
-        let file = self.file.as_mut().expect("open writer has a file");
-        if let Err(source) = file.flush() {
-            self.hasher = None;
-            return Err(StoreError::Io {
-                path: self.dir.join("data").display().to_string(),
-                source,
-            });
+        let flushed = self.file()?.flush();
+        flushed.map_err(|source| self.data_error(source))
+    }
+
+    /// The session's data file; gone once the session has ended.
+    fn file(&mut self) -> Result<&mut BufWriter<File>> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| StoreError::UploadUnknown(self.id.clone()))
+    }
+
+    /// The error for a failed write of the session's data. What reached
+    /// the file is unknown, so the next writer re-hashes it. A full disk
+    /// ends the session: what it received is released at once, so the
+    /// space is the registry's again (the client starts the blob over).
+    fn data_error(&mut self, source: io::Error) -> StoreError {
+        self.hasher = None;
+        if source.kind() == io::ErrorKind::StorageFull {
+            tracing::warn!(upload = %self.id, bytes = self.offset, "the disk is full: upload released");
+            self.end();
         }
-        Ok(())
+        StoreError::Io {
+            path: self.dir.join("data").display().to_string(),
+            source,
+        }
     }
 
     /// Verifies the content against `digest` (and `size` if given), makes
@@ -372,8 +448,11 @@ impl UploadWriter {
             .verify_and_place(digest, size)
             .and_then(|len| self.store.link_blob(&repo, digest).map(|()| len));
         // Client errors end the session (as Distribution does); an I/O
-        // error leaves it for a retry.
-        if !matches!(verdict, Err(StoreError::Io { .. })) {
+        // error leaves it for a retry, unless the disk is full (see
+        // `data_error`).
+        let retry = matches!(&verdict, Err(StoreError::Io { source, .. })
+            if source.kind() != io::ErrorKind::StorageFull);
+        if !retry {
             self.end();
         }
         verdict
@@ -412,12 +491,15 @@ impl UploadWriter {
         // The blob's mtime is its commit time: GC's grace period counts
         // from it, for new and for deduplicated uploads alike.
         self.store.pin(digest);
-        if dest.exists() {
-            touch(&dest).at(&dest)?;
-        } else {
-            touch(&data).at(&data)?;
-            fs::rename(&data, &dest).at(&dest)?;
-            fsutil::sync_dir(&parent).at(&parent)?;
+        match touch(&dest) {
+            Ok(()) => {}
+            // Not there (or quarantined a moment ago): this upload is it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                touch(&data).at(&data)?;
+                fs::rename(&data, &dest).at(&dest)?;
+                fsutil::sync_dir(&parent).at(&parent)?;
+            }
+            Err(e) => return Err(e).at(&dest),
         }
         Ok(self.offset)
     }

@@ -33,7 +33,8 @@ pub struct GlobalArgs {
     /// More log output (-v: debug, -vv: trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-    /// Only errors; no progress bars.
+    /// Print only errors, and what the command is for (listings, --json,
+    /// problems found): no progress bars, logs, banners or summaries.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Where ferry keeps its state (registry store, netboot inventory, caches).

@@ -12,10 +12,14 @@ mod output;
 mod progress;
 mod self_extracting;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse_from(self_extracting::arguments(std::env::args_os().collect()));
+    exit::quiet_on_closed_stdout();
+    let arguments = self_extracting::arguments(std::env::args_os().collect());
+    let matches = self_extracting::command(cli::Cli::command()).get_matches_from(arguments);
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let reporting = exit::Reporting::of(&matches);
     output::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -23,11 +27,12 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            return exit::report(&anyhow::Error::new(e).context("cannot start the async runtime"));
+            let error = anyhow::Error::new(e).context("cannot start the async runtime");
+            return exit::report(&error, &reporting);
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Err(e) => exit::report(&e, &reporting),
     }
 }

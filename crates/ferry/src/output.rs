@@ -77,3 +77,34 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 pub fn human_bytes(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
+
+/// Prints `rows` under `header` in columns as wide as their widest cell,
+/// two spaces apart; columns listed in `right` are right-aligned (sizes).
+/// The last column is not padded, so long values there do not push
+/// trailing blanks.
+pub fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]], right: &[usize]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let width = widths[i];
+            if i + 1 == N {
+                out.push_str(cell);
+            } else if right.contains(&i) {
+                out.push_str(&format!("{cell:>width$}  "));
+            } else {
+                out.push_str(&format!("{cell:<width$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}

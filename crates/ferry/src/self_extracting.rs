@@ -3,7 +3,9 @@
 //! REGISTRY` works on a machine with nothing installed. When this binary
 //! carries a bundle, its first word is a bundle command and the bundle is
 //! the executable itself; the arguments are rewritten to the ordinary
-//! `ferry bundle ...` form before parsing, so there is one code path.
+//! `ferry bundle ...` form before parsing, so there is one code path, and
+//! the usage those commands show (`--help`, a usage error) is the
+//! self-extracting form's (`./site.run push REGISTRY`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -46,15 +48,41 @@ pub fn arguments(args: Vec<OsString>) -> Vec<OsString> {
     }
 }
 
+/// The command line to parse with: ferry's own, with the bundle commands'
+/// usage in the self-extracting form when this binary carries a bundle
+/// (whose path they take without being told).
+pub fn command(cli: clap::Command) -> clap::Command {
+    let Some(exe) = embedded_bundle() else {
+        return cli;
+    };
+    let name = file_name(&exe);
+    cli.mut_subcommand("bundle", |bundle| {
+        COMMANDS.iter().fold(bundle, |bundle, &command| {
+            bundle.mut_subcommand(command, |sub| {
+                let operand = if command == "push" {
+                    " REGISTRY[/PREFIX]"
+                } else {
+                    ""
+                };
+                sub.override_usage(format!("./{name} {command}{operand} [OPTIONS]"))
+                    .mut_arg("bundle", |bundle| bundle.hide(true))
+            })
+        })
+    })
+}
+
 fn embedded_bundle() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     ferry_bundle::container::is_self_extracting(&exe).then_some(exe)
 }
 
+fn file_name(exe: &std::path::Path) -> String {
+    exe.file_name()
+        .map_or_else(|| "site.run".into(), |n| n.to_string_lossy().into_owned())
+}
+
 fn print_usage(exe: &std::path::Path) {
-    let name = exe
-        .file_name()
-        .map_or_else(|| "site.run".into(), |n| n.to_string_lossy().into_owned());
+    let name = file_name(exe);
     println!(
         "{name}: a ferry bundle with ferry {} inside",
         env!("CARGO_PKG_VERSION")

@@ -35,7 +35,7 @@ async fn image_and_index_round_trip(client: &Client, host: &str) {
             options: PushOptions::default(),
         })
         .collect();
-    let reports = push_blobs(pushes, 3, progress.clone()).await;
+    let reports = push_blobs(pushes, 3, progress.clone()).await.unwrap();
     for report in &reports {
         let report = report.as_ref().unwrap();
         assert_eq!(report.outcome, PushOutcome::Uploaded);

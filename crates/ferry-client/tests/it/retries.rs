@@ -286,3 +286,77 @@ async fn registry_errors_are_typed() {
     assert!(bad.has_code("MANIFEST_INVALID"), "{bad}");
     assert!(!bad.is_transient());
 }
+
+/// A full registry (507) is not retried, and it stops every push in
+/// flight: the others would only meet it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_registry_stops_every_push_at_once() {
+    let (registry, faults) = faulty_registry().await;
+    let host = registry.host();
+    faults.add(
+        Method::POST,
+        "/blobs/uploads/",
+        0,
+        1000,
+        Fault::Status(StatusCode::INSUFFICIENT_STORAGE),
+    );
+    let client = plain_client(&host);
+    let repo = client.repository(&host, "retry/full").unwrap();
+    let pushes: Vec<ferry_client::BlobPush> = (0..20u8)
+        .map(|i| {
+            let data = Bytes::from(vec![i; 1000]);
+            ferry_client::BlobPush {
+                repository: repo.clone(),
+                digest: Digest::sha256(&data),
+                source: Arc::new(MemorySource::new(data)),
+                options: PushOptions::default(),
+            }
+        })
+        .collect();
+    let err = ferry_client::push_blobs(pushes, 2, Arc::new(NoProgress))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::INSUFFICIENT_STORAGE),
+        "{err}"
+    );
+    assert!(err.is_registry_wide() && !err.is_transient());
+    // Each push that started asked once; the others never started.
+    let refused = faults.seen().iter().filter(|s| s.status == 507).count();
+    assert!((1..=2).contains(&refused), "{refused} refusals");
+}
+
+/// A request the client's own loop retried to the end is not retried
+/// again around it by the upload loop (retries do not multiply).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_do_not_nest() {
+    let (registry, faults) = faulty_registry().await;
+    let host = registry.host();
+    faults.add(
+        Method::POST,
+        "/blobs/uploads/",
+        0,
+        1000,
+        Fault::Status(StatusCode::SERVICE_UNAVAILABLE),
+    );
+    let client = plain_client(&host);
+    let repo = client.repository(&host, "retry/nested").unwrap();
+    let data = Bytes::from(vec![7u8; 1000]);
+    let err = repo
+        .push_blob(
+            &Digest::sha256(&data),
+            &MemorySource::new(data),
+            &PushOptions::default(),
+            &NoProgress,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    let posts = faults
+        .seen()
+        .iter()
+        .filter(|s| s.method == Method::POST)
+        .count();
+    assert_eq!(posts, client.options().retry.max_retries as usize + 1);
+}

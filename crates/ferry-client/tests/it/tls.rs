@@ -1,11 +1,12 @@
 //! TLS against Distribution serving a certificate from a site CA made
 //! with rcgen: refused without the CA, accepted with it (as a CA file or
 //! in a certs.d directory), accepted unverified only in insecure mode;
-//! insecure mode falls back to plain HTTP for a host without TLS.
+//! insecure mode falls back to plain HTTP for a host without TLS, and
+//! verified mode names such a host as plain HTTP.
 
 use std::path::Path;
 
-use ferry_client::{Client, ClientError, ClientOptions, HostConfig, HostSecurity};
+use ferry_client::{Client, ClientError, ClientOptions, HostConfig, HostSecurity, TransportKind};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 
 use crate::support::distribution::{Config, Distribution};
@@ -52,12 +53,20 @@ async fn site_ca_certificates() {
     });
     let host = registry.host();
 
-    // The system roots do not know the site CA.
+    // The system roots do not know the site CA: said so, not retried.
     let err = client(&host, HostConfig::default(), Vec::new())
         .ping(&host)
         .await
         .unwrap_err();
-    assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+    assert_eq!(
+        err.transport_kind(),
+        Some(TransportKind::UntrustedCertificate),
+        "{err}"
+    );
+    assert!(
+        !err.is_transient() && err.to_string().contains("not trusted"),
+        "{err}"
+    );
 
     // With the CA file: verified HTTPS, push and pull.
     let verified = client(
@@ -114,10 +123,17 @@ async fn insecure_mode_falls_back_to_plain_http() {
         .await
         .unwrap();
     assert!(ping.base_url.starts_with("http://"), "{ping:?}");
-    // Verified mode never falls back.
+    // Verified mode never falls back; it names the plain-HTTP registry
+    // for what it is, at once.
     let err = client(&host, HostConfig::default(), Vec::new())
         .ping(&host)
         .await
         .unwrap_err();
-    assert!(matches!(err, ClientError::Transport { .. }), "{err}");
+    assert_eq!(
+        err.transport_kind(),
+        Some(TransportKind::PlainHttp),
+        "{err}"
+    );
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("speaks plain HTTP"), "{err}");
 }

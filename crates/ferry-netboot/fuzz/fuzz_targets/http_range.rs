@@ -1,4 +1,5 @@
-//! Any `Range` header against any file size: a partial range is always
+//! Any `Range` header against any file size, through `parse_range` (the
+//! adapter over the `http-range-header` crate): a partial range is always
 //! inside the file and non-empty.
 #![no_main]
 

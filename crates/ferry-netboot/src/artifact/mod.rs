@@ -31,7 +31,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::{Profile, Source};
@@ -301,41 +301,150 @@ impl ProfileFiles {
 }
 
 /// Every profile's files, re-resolved when a backing file changes.
+///
+/// A profile whose `oci:` artifact is not in ferry's registry yet (or has
+/// lost a blob) is not ready: it waits, with the reason, instead of
+/// stopping the server, because the artifact is typically pushed into the
+/// very registry this process serves. A waiting profile is resolved again
+/// whenever it is asked for (a host boots) and by
+/// [`ArtifactStore::retry_waiting`], so pushing the artifact is all it
+/// takes.
 pub struct ArtifactStore {
     profiles: BTreeMap<String, Profile>,
     store: Option<ferry_store::Store>,
     resolved: RwLock<BTreeMap<String, Arc<ProfileFiles>>>,
+    /// Profiles that are not ready, with why.
+    waiting: Mutex<BTreeMap<String, String>>,
 }
 
 impl ArtifactStore {
     /// Resolves every profile now, so that a missing file is a start-up
-    /// error rather than a failed boot.
+    /// error rather than a failed boot; only an artifact that is not in
+    /// ferry's registry yet makes its profile wait.
     pub fn new(
         profiles: &BTreeMap<String, Profile>,
         store: Option<ferry_store::Store>,
     ) -> Result<ArtifactStore, ArtifactError> {
         let mut resolved = BTreeMap::new();
+        let mut waiting = BTreeMap::new();
         for (name, profile) in profiles {
-            let files = ProfileFiles::resolve(name, profile, store.as_ref())?;
-            resolved.insert(name.clone(), Arc::new(files));
+            match ProfileFiles::resolve(name, profile, store.as_ref()) {
+                Ok(files) => {
+                    resolved.insert(name.clone(), Arc::new(files));
+                }
+                Err(e @ ArtifactError::NotInRegistry { .. }) => {
+                    waiting.insert(name.clone(), not_ready_reason(&e));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(ArtifactStore {
             profiles: profiles.clone(),
             store,
             resolved: RwLock::new(resolved),
+            waiting: Mutex::new(waiting),
         })
     }
 
+    /// The profile's files; a waiting profile is resolved again first.
+    /// Blocking.
     pub fn profile(&self, name: &str) -> Option<Arc<ProfileFiles>> {
-        self.resolved
-            .read()
-            .expect("artifacts lock")
+        if let Some(files) = self.resolved.read().expect("artifacts lock").get(name) {
+            return Some(files.clone());
+        }
+        if self.not_ready(name).is_some() {
+            return self.resolve_waiting(name);
+        }
+        None
+    }
+
+    /// Why profile `name` is not ready, if it waits.
+    pub fn not_ready(&self, name: &str) -> Option<String> {
+        self.waiting
+            .lock()
+            .expect("waiting lock")
             .get(name)
             .cloned()
     }
 
+    /// Every profile that waits, with why.
+    pub fn waiting(&self) -> BTreeMap<String, String> {
+        self.waiting.lock().expect("waiting lock").clone()
+    }
+
+    /// Resolves every waiting profile again; returns how many still wait.
+    /// Blocking.
+    pub fn retry_waiting(&self) -> usize {
+        for name in self.waiting().keys() {
+            self.resolve_waiting(name);
+        }
+        self.waiting.lock().expect("waiting lock").len()
+    }
+
+    /// The URL names of a profile's files; for a profile that waits, the
+    /// names its configuration promises (kernel, initrds, its `files`, and
+    /// `rootfs` when a layout may provide one), so that its templates can
+    /// be checked before its artifact is there.
+    pub fn file_names(&self, name: &str) -> Vec<String> {
+        if let Some(files) = self.profile(name) {
+            return files.files.keys().cloned().collect();
+        }
+        let Some(profile) = self.profiles.get(name) else {
+            return Vec::new();
+        };
+        let mut names = vec!["kernel".to_string()];
+        let initrds = profile.initrd.as_ref().map_or(1, Vec::len);
+        names.extend((0..initrds).map(|i| match i {
+            0 => "initrd".to_string(),
+            i => format!("initrd{i}"),
+        }));
+        if profile.kernel.is_none() || profile.initrd.is_none() {
+            names.push("rootfs".to_string());
+        }
+        names.extend(profile.files.keys().cloned());
+        names
+    }
+
+    fn resolve_waiting(&self, name: &str) -> Option<Arc<ProfileFiles>> {
+        let profile = self.profiles.get(name)?;
+        match ProfileFiles::resolve(name, profile, self.store.as_ref()) {
+            Ok(files) => {
+                let files = Arc::new(files);
+                self.resolved
+                    .write()
+                    .expect("artifacts lock")
+                    .insert(name.to_string(), files.clone());
+                if self
+                    .waiting
+                    .lock()
+                    .expect("waiting lock")
+                    .remove(name)
+                    .is_some()
+                {
+                    tracing::info!("profile {name} is ready: {}", files.source);
+                }
+                Some(files)
+            }
+            Err(e) => {
+                self.wait(name, &e);
+                None
+            }
+        }
+    }
+
+    /// Marks profile `name` not ready because of `e`, saying so when the
+    /// reason is new.
+    fn wait(&self, name: &str, e: &ArtifactError) {
+        let reason = not_ready_reason(e);
+        let mut waiting = self.waiting.lock().expect("waiting lock");
+        if waiting.get(name) != Some(&reason) {
+            tracing::warn!("profile {name} is not ready: {reason}");
+        }
+        waiting.insert(name.to_string(), reason);
+    }
+
     /// Opens a profile's file for reading, resolving the profile again if
-    /// its backing file changed. Blocking.
+    /// its backing file changed (or a blob went). Blocking.
     pub fn open(
         &self,
         profile: &str,
@@ -350,8 +459,8 @@ impl ArtifactStore {
             };
             match file.open() {
                 Ok(handle) => return Ok(Some((*role, file.clone(), handle))),
-                Err(e) if attempt == 0 && is_stale(&e) => {
-                    tracing::warn!(profile, file = %file.backing.describe(), "boot artifact changed on disk; reading its layout again");
+                Err(e) if attempt == 0 && (is_stale(&e) || is_gone_blob(file, &e)) => {
+                    tracing::warn!(profile, file = %file.backing.describe(), "boot artifact changed; reading its layout again");
                     self.reresolve(profile)?;
                 }
                 Err(source) => {
@@ -370,13 +479,35 @@ impl ArtifactStore {
         let Some(profile) = self.profiles.get(name) else {
             return Ok(());
         };
-        let files = ProfileFiles::resolve(name, profile, self.store.as_ref())?;
-        self.resolved
-            .write()
-            .expect("artifacts lock")
-            .insert(name.to_string(), Arc::new(files));
-        Ok(())
+        match ProfileFiles::resolve(name, profile, self.store.as_ref()) {
+            Ok(files) => {
+                self.resolved
+                    .write()
+                    .expect("artifacts lock")
+                    .insert(name.to_string(), Arc::new(files));
+                Ok(())
+            }
+            Err(e @ ArtifactError::NotInRegistry { .. }) => {
+                self.resolved.write().expect("artifacts lock").remove(name);
+                self.wait(name, &e);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
+}
+
+/// Why a profile waits, without the "profile `x`:" its error starts with.
+fn not_ready_reason(e: &ArtifactError) -> String {
+    match e {
+        ArtifactError::NotInRegistry { what, .. } => format!("{what} is not in ferry's registry"),
+        other => other.to_string(),
+    }
+}
+
+/// A registry blob that is no longer there (deleted, quarantined).
+fn is_gone_blob(file: &ServedFile, e: &io::Error) -> bool {
+    matches!(file.backing, Backing::Blob { .. }) && e.kind() == io::ErrorKind::NotFound
 }
 
 fn is_stale(e: &io::Error) -> bool {

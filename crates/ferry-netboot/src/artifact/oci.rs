@@ -51,7 +51,10 @@ impl OciTree {
         let manifest = store
             .get_manifest(repository, &wanted)
             .map_err(store_err)?
-            .ok_or_else(|| err(format!("{reference} is not in ferry's registry")))?;
+            .ok_or_else(|| ArtifactError::NotInRegistry {
+                profile: profile.to_string(),
+                what: reference.to_string(),
+            })?;
         let mut parsed = ParsedManifest::parse(&manifest.body, Some(&manifest.media_type))
             .map_err(|e| err(format!("{reference}: {e}")))?;
         if parsed.is_index() {
@@ -123,7 +126,12 @@ impl SourceTree for OciTree {
                 source,
             })?
         else {
-            return Ok(None);
+            // Listed by the manifest but gone (deleted, quarantined):
+            // pushing the artifact again brings it back.
+            return Err(ArtifactError::NotInRegistry {
+                profile: self.profile.clone(),
+                what: format!("{} of {} ({})", path, self.reference, layer.digest),
+            });
         };
         let meta = file.metadata().map_err(|source| ArtifactError::Open {
             profile: self.profile.clone(),

@@ -198,10 +198,12 @@ impl Leases {
                 source,
             })?;
         }
-        crate::inventory::write_atomic(&self.path, &json).map_err(|source| InventoryError::Io {
-            path: self.path.clone(),
-            source,
-        })
+        ferry_oci::atomic::AtomicWrite::new()
+            .replace(&self.path, &json)
+            .map_err(|source| InventoryError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 }
 

@@ -8,9 +8,10 @@
 //! - `If-None-Match`, else `If-Modified-Since`, answer 304 (§13.1.2,
 //!   §13.1.3); `If-Match` that fails answers 412 (§13.1.1);
 //! - one `Range: bytes=` spec gets 206 with `Content-Range` (§14.2); a
-//!   range that starts past the end gets 416 with `bytes */size`; several
-//!   ranges or a malformed header are ignored (200, whole file), which
-//!   §14.2 allows; `If-Range` that does not match also means 200 (§13.1.5).
+//!   reversed range or one that starts past the end gets 416 with
+//!   `bytes */size`; several ranges or a malformed header are ignored
+//!   (200, whole file), which §14.2 allows ([`parse_range`]); `If-Range`
+//!   that does not match also means 200 (§13.1.5).
 //!
 //! Memory per response is a few chunks in flight ([`CHUNK`] each, at most
 //! [`READ_AHEAD`] queued) whatever the file size: a blocking thread reads
@@ -25,6 +26,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
 
 use crate::artifact::ServedFile;
 
@@ -46,56 +48,43 @@ pub enum RangeRequest {
     Unsatisfiable,
 }
 
-/// Parses `Range` (RFC 9110 §14.1.2) for a file of `size` bytes.
+/// Parses `Range` (RFC 9110 §14.1.2) for a file of `size` bytes with the
+/// `http-range-header` crate (what tower-http uses), under the rules the
+/// registry's blob GETs follow too (ferry-registry's `range::answer`):
+/// one range is served, a suffix longer than the file being the whole
+/// file; a reversed range (§14.1.1), a zero-length suffix or a start past
+/// the end is unsatisfiable (416); several ranges or a header that does
+/// not parse mean the whole file (§14.2 lets a server ignore them).
 pub fn parse_range(value: &str, size: u64) -> RangeRequest {
-    let Some((unit, spec)) = value.split_once('=') else {
-        return RangeRequest::Whole;
+    let value = value.trim();
+    // The unit is case-insensitive (§14.1); the crate wants `bytes=`.
+    let value = match value.get(..6) {
+        Some(unit) if unit.eq_ignore_ascii_case("bytes=") => format!("bytes={}", &value[6..]),
+        _ => return RangeRequest::Whole,
     };
-    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
-        return RangeRequest::Whole;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeRequest::Whole;
+    let range = match http_range_header::parse_range_header(&value) {
+        Ok(parsed) => match parsed.ranges.as_slice() {
+            [one] => *one,
+            _ => return RangeRequest::Whole,
+        },
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return RangeRequest::Unsatisfiable,
+        Err(_) => return RangeRequest::Whole,
     };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    match (first.trim(), last.trim()) {
-        ("", suffix) if digits(suffix) => {
-            let Ok(n) = suffix.parse::<u64>() else {
-                return RangeRequest::Whole;
-            };
-            if n == 0 || size == 0 {
-                RangeRequest::Unsatisfiable
-            } else {
-                RangeRequest::Partial(ByteRange {
-                    start: size.saturating_sub(n),
-                    end: size - 1,
-                })
-            }
+    let (start, end) = match (range.start, range.end) {
+        (StartPosition::FromLast(n), _) => (size.saturating_sub(n), u64::MAX),
+        (StartPosition::Index(first), EndPosition::LastByte) => (first, u64::MAX),
+        (StartPosition::Index(first), EndPosition::Index(last)) if last < first => {
+            return RangeRequest::Unsatisfiable;
         }
-        (start, end) if digits(start) && (end.is_empty() || digits(end)) => {
-            let Ok(start) = start.parse::<u64>() else {
-                return RangeRequest::Unsatisfiable;
-            };
-            let end = if end.is_empty() {
-                u64::MAX
-            } else {
-                match end.parse::<u64>() {
-                    Ok(e) if e >= start => e,
-                    Ok(_) => return RangeRequest::Whole,
-                    Err(_) => u64::MAX,
-                }
-            };
-            if start >= size {
-                RangeRequest::Unsatisfiable
-            } else {
-                RangeRequest::Partial(ByteRange {
-                    start,
-                    end: end.min(size - 1),
-                })
-            }
-        }
-        _ => RangeRequest::Whole,
+        (StartPosition::Index(first), EndPosition::Index(last)) => (first, last),
+    };
+    if start >= size {
+        return RangeRequest::Unsatisfiable;
     }
+    RangeRequest::Partial(ByteRange {
+        start,
+        end: end.min(size - 1),
+    })
 }
 
 /// The response for `method` on `served`, whose backing `file` is open.
@@ -282,27 +271,31 @@ mod tests {
         assert_eq!(parse_range("bytes=900-5000", 1000), partial(900, 999));
         assert_eq!(parse_range("bytes=-100", 1000), partial(900, 999));
         assert_eq!(parse_range("bytes=-5000", 1000), partial(0, 999));
-        assert_eq!(parse_range("BYTES = 1-1", 1000), partial(1, 1));
-        assert_eq!(
-            parse_range("bytes=1000-", 1000),
-            RangeRequest::Unsatisfiable
-        );
-        assert_eq!(parse_range("bytes=-0", 1000), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("BYTES=1-1", 1000), partial(1, 1));
+        for unsatisfiable in ["bytes=1000-", "bytes=-0", "bytes=5-1"] {
+            assert_eq!(
+                parse_range(unsatisfiable, 1000),
+                RangeRequest::Unsatisfiable,
+                "{unsatisfiable}"
+            );
+        }
         assert_eq!(parse_range("bytes=0-", 0), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-5", 0), RangeRequest::Unsatisfiable);
         for ignored in [
             "bytes=0-1,5-6",
             "items=0-1",
-            "bytes=5-1",
             "bytes=a-b",
             "bytes",
             "bytes=-",
             "bytes=+1-2",
+            "bytes = 1-1",
         ] {
             assert_eq!(parse_range(ignored, 1000), RangeRequest::Whole, "{ignored}");
         }
+        // too large for u64: not a range we can parse, so the whole file
         assert_eq!(
             parse_range("bytes=0-99999999999999999999999", 10),
-            partial(0, 9)
+            RangeRequest::Whole
         );
     }
 }

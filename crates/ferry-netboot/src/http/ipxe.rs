@@ -10,6 +10,8 @@
 //!   Unable to mount root fs"; on BIOS the word is harmless.
 //! - [`local_disk`]: a provisioned host leaves iPXE for its disk.
 //! - [`refusal`]: a host that may not boot sees why on its console.
+//! - [`not_ready`]: a host whose profile waits for its artifact sees why,
+//!   and asks again a little later.
 //!
 //! Every script prints a `ferry:` line first, so the console says what the
 //! server decided.
@@ -84,6 +86,23 @@ pub fn local_disk(mac: MacAddr, how: LocalBoot, ready_since: Option<&str>) -> St
              sanboot --no-describe --drive 0x80 || exit\n"
         ),
     }
+}
+
+/// How long a host whose profile is not ready waits before asking again.
+pub const NOT_READY_RETRY_SECS: u32 = 30;
+
+/// The profile's boot files are not available yet (its artifact is still
+/// to be pushed into ferry's registry): say why, wait, and start over from
+/// the entry script, so the host boots by itself once they are.
+pub fn not_ready(mac: MacAddr, profile: &str, why: &str, base_url: &str) -> String {
+    format!(
+        "#!ipxe\n\
+         echo ferry: {mac}: profile {profile} is not ready: {}\n\
+         echo ferry: trying again in {NOT_READY_RETRY_SECS} seconds\n\
+         sleep {NOT_READY_RETRY_SECS}\n\
+         chain --replace {base_url}/boot.ipxe || exit 1\n",
+        one_line(why)
+    )
 }
 
 pub fn refusal(mac: MacAddr, why: &str) -> String {

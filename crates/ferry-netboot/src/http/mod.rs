@@ -209,8 +209,13 @@ async fn host_script(
                 tracing::warn!("{mac}: not booted: {why}");
                 return ipxe_script(ipxe::refusal(mac, &why));
             }
-            let Some(files) = nb.artifacts.profile(&profile) else {
-                return internal(format!("{mac}: profile {profile} has no resolved files"));
+            let (nb2, profile2) = (nb.clone(), profile.clone());
+            let Some(files) = blocking(move || nb2.artifacts.profile(&profile2)).await else {
+                let Some(why) = nb.artifacts.not_ready(&profile) else {
+                    return internal(format!("{mac}: profile {profile} has no resolved files"));
+                };
+                tracing::warn!("{mac}: not booted yet: profile {profile} is not ready: {why}");
+                return ipxe_script(ipxe::not_ready(mac, &profile, &why, &nb.base_url));
             };
             let context = Context::build(
                 &nb.config,

@@ -244,3 +244,43 @@ async fn unknown_hosts_default_profile_and_architecture() {
     let config = get(&nb, &format!("/h/{token}/config")).await;
     assert!(config.text().contains("hostname: host-52-54-00-99-99-99"));
 }
+
+/// `Range` edge cases, the same table as ferry-registry's blob GETs: one
+/// range is served (a suffix longer than the file is the whole file), a
+/// reversed or zero-length one and one past the end get 416 with
+/// `Content-Range: bytes */LEN`, several ranges or a malformed header the
+/// whole file (RFC 9110 §14.2 lets a server ignore them).
+#[tokio::test]
+async fn range_edge_cases() {
+    let site = Site::new();
+    let nb = site.netboot(&basic_yaml(""));
+    let (_, token) = boot_script(&nb, MAC).await;
+    let url = format!("/h/{token}/files/rootfs");
+    let len = 1_000_000u64;
+    for (range, status, content_range) in [
+        ("bytes=0-4", 206, "bytes 0-4/1000000"),
+        ("bytes=999995-", 206, "bytes 999995-999999/1000000"),
+        ("bytes=999995-2000000", 206, "bytes 999995-999999/1000000"),
+        ("bytes=-3", 206, "bytes 999997-999999/1000000"),
+        ("bytes=-2000000", 206, "bytes 0-999999/1000000"),
+        ("BYTES=1-1", 206, "bytes 1-1/1000000"),
+        ("bytes=-0", 416, "bytes */1000000"),
+        ("bytes=1000000-", 416, "bytes */1000000"),
+        ("bytes=4-2", 416, "bytes */1000000"),
+        ("bytes=0-1,3-4", 200, ""),
+        ("bytes=0-5,3-4", 200, ""),
+        ("items=0-1", 200, ""),
+        ("bytes=x-1", 200, ""),
+        ("bytes=", 200, ""),
+    ] {
+        let r = request(&nb, Method::GET, &url, &[("range", range)], b"").await;
+        let got = r
+            .headers
+            .get("content-range")
+            .map_or("", |v| v.to_str().unwrap());
+        assert_eq!((r.status.as_u16(), got), (status, content_range), "{range}");
+        if status == 200 {
+            assert_eq!(r.body.len() as u64, len, "{range}");
+        }
+    }
+}

@@ -179,3 +179,39 @@ fn artifact_files_by_title_and_index_by_architecture() {
         assert!(e.to_string().contains(needle), "{source}: {e}");
     }
 }
+
+/// A profile whose artifact is not in the registry yet waits instead of
+/// failing, and is ready as soon as the artifact is pushed.
+#[test]
+fn a_profile_waits_for_its_artifact() {
+    use ferry_netboot::artifact::ArtifactStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Limits::default()).unwrap();
+    let profiles = [("p".to_string(), profile("os/later:v1", "amd64"))].into();
+    let artifacts = ArtifactStore::new(&profiles, Some(store.clone())).unwrap();
+    assert_eq!(
+        artifacts.not_ready("p").as_deref(),
+        Some("os/later:v1 is not in ferry's registry")
+    );
+    assert!(artifacts.profile("p").is_none());
+    assert_eq!(artifacts.file_names("p"), ["kernel", "initrd", "rootfs"]);
+    assert_eq!(artifacts.retry_waiting(), 1);
+    push_artifact(
+        &store,
+        "os/later",
+        &[
+            ("boot/kernel", pattern(100, 1)),
+            ("boot/initrd", pattern(100, 2)),
+        ],
+        Some("v1"),
+    );
+    assert_eq!(artifacts.retry_waiting(), 0);
+    assert!(artifacts.not_ready("p").is_none());
+    assert_eq!(
+        read(&artifacts.profile("p").unwrap(), "kernel"),
+        pattern(100, 1)
+    );
+    // A malformed reference is still a start-up error.
+    let bad = [("p".to_string(), profile("os/later", "amd64"))].into();
+    assert!(ArtifactStore::new(&bad, Some(store)).is_err());
+}

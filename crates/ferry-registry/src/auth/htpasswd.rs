@@ -74,6 +74,11 @@ impl Htpasswd {
         })
     }
 
+    /// Whether the file has no users at all (then nobody can log in).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+
     /// Whether `password` is `user`'s. Slow on a cache miss: call from a
     /// blocking thread.
     pub fn verify(&self, user: &str, password: &str) -> bool {

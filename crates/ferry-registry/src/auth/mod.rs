@@ -13,7 +13,7 @@
 pub mod htpasswd;
 pub mod token;
 
-use axum::http::{HeaderMap, Method, header};
+use axum::http::{HeaderMap, Method, Uri, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
@@ -34,7 +34,7 @@ pub struct Auth {
     users: Option<std::sync::Arc<Htpasswd>>,
     anonymous_read: bool,
     tokens: TokenKey,
-    /// Token realm URL; derived from the request's Host when unset.
+    /// Token realm URL; derived from the request's authority when unset.
     realm: Option<String>,
     /// Whether the server speaks TLS (for a derived realm URL).
     tls: bool,
@@ -95,6 +95,12 @@ impl Auth {
             let decoded = STANDARD.decode(credentials.trim()).map_err(|_| ())?;
             let decoded = String::from_utf8(decoded).map_err(|_| ())?;
             let (user, password) = decoded.split_once(':').ok_or(())?;
+            // containers/image (skopeo, podman) answers a Basic challenge
+            // with `Basic Og==`, an empty user and password, when it has no
+            // credentials: that is an anonymous caller, not a failed login.
+            if user.is_empty() && password.is_empty() {
+                return Ok(Identity::Anonymous);
+            }
             let users = self.users.clone().ok_or(())?;
             let (u, p) = (user.to_string(), password.to_string());
             let ok = tokio::task::spawn_blocking(move || users.verify(&u, &p))
@@ -122,13 +128,14 @@ impl Auth {
         &self,
         route: &Route,
         method: &Method,
+        uri: &Uri,
         headers: &HeaderMap,
     ) -> Result<(), RegistryError> {
         if self.mode == Mode::None {
             return Ok(());
         }
         let action = route.action(method);
-        let challenge = || RegistryError::unauthorized(self.challenge(route, action, headers));
+        let challenge = || RegistryError::unauthorized(self.challenge(route, action, uri, headers));
         let identity = self.identify(headers).await.map_err(|()| challenge())?;
         match identity {
             Identity::User(_) => Ok(()),
@@ -163,15 +170,12 @@ impl Auth {
         }
     }
 
-    fn challenge(&self, route: &Route, action: Action, headers: &HeaderMap) -> String {
+    fn challenge(&self, route: &Route, action: Action, uri: &Uri, headers: &HeaderMap) -> String {
         match self.mode {
             Mode::None | Mode::Basic => "Basic realm=\"ferry\"".to_string(),
             Mode::Token => {
                 let realm = self.realm.clone().unwrap_or_else(|| {
-                    let host = headers
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .unwrap_or("localhost");
+                    let host = request_authority(uri, headers).unwrap_or("localhost");
                     let scheme = if self.tls { "https" } else { "http" };
                     format!("{scheme}://{host}{}", token::PATH)
                 });
@@ -197,4 +201,14 @@ impl Auth {
             }
         }
     }
+}
+
+/// The host and port the client addressed: the request target's authority
+/// (HTTP/2's `:authority` pseudo-header, which replaces `Host` there, RFC
+/// 9113 §8.3.1; or an HTTP/1.1 absolute-form target), else the `Host`
+/// header (RFC 9110 §7.2).
+fn request_authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
 }

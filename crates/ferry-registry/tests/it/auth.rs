@@ -3,6 +3,7 @@ use axum::http::{Method, StatusCode};
 use base64::Engine;
 use ferry_registry::auth::htpasswd::Htpasswd;
 use ferry_registry::auth::{Auth, Mode};
+use rustls_pki_types::pem::PemObject;
 
 use crate::TestRegistry;
 
@@ -222,4 +223,104 @@ async fn gc_endpoint_is_for_loopback_or_users_only() {
         .await;
     assert_eq!(user.status, StatusCode::OK, "{}", user.text());
     assert_eq!(user.json()["dry_run"], true);
+}
+
+/// The token realm names the address the client used, whether it came in
+/// `Host` (HTTP/1.1) or in the `:authority` pseudo-header (HTTP/2, which
+/// has no `Host`; RFC 9113 §8.3.1), over a real TLS socket where ALPN
+/// picks the protocol.
+#[tokio::test]
+async fn token_realm_is_the_request_authority_over_http1_and_http2() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let tls = ferry_registry::tls::auto(&dir.path().join("tls"), &["127.0.0.1".into()]).unwrap();
+    let store =
+        ferry_store::Store::open(dir.path().join("store"), ferry_store::Limits::default()).unwrap();
+    let auth = Auth::with_users(Mode::Token, users(), false, true);
+    let router = ferry_registry::Registry::new(store, auth).router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(ferry_registry::server::serve(
+        listener,
+        router,
+        Some(tls.config),
+        async move {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(1),
+    ));
+    let ca = std::fs::read(&tls.ca_cert).unwrap();
+    for (alpn, version) in [
+        (&b"h2"[..], reqwest::Version::HTTP_2),
+        (&b"http/1.1"[..], reqwest::Version::HTTP_11),
+    ] {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_slice(&ca).unwrap())
+            .unwrap();
+        let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .build()
+            .unwrap();
+        let reply = client
+            .get(format!("https://{addr}/v2/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.version(), version);
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            reply.headers()["www-authenticate"].to_str().unwrap(),
+            format!("Bearer realm=\"https://{addr}/token\",service=\"ferry\""),
+            "over {version:?}"
+        );
+    }
+    drop(stop);
+}
+
+/// `Basic Og==` (empty user and password, what containers/image sends
+/// when it has no credentials) is an anonymous caller: it may pull with
+/// `--anonymous-read`, and nothing more.
+#[tokio::test]
+async fn empty_basic_credentials_are_anonymous() {
+    let empty = basic("", "");
+    assert_eq!(empty, "Basic Og==");
+    for (anonymous_read, pull) in [
+        (true, StatusCode::NOT_FOUND),
+        (false, StatusCode::UNAUTHORIZED),
+    ] {
+        let r = TestRegistry::with_auth(Auth::with_users(
+            Mode::Basic,
+            users(),
+            anonymous_read,
+            false,
+        ));
+        let reply = r
+            .send(
+                Method::GET,
+                "/v2/app/tags/list",
+                &[("authorization", &empty)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(reply.status, pull, "anonymous_read={anonymous_read}");
+        let push = r
+            .send(
+                Method::POST,
+                "/v2/app/blobs/uploads/",
+                &[("authorization", &empty)],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(push.status, StatusCode::UNAUTHORIZED);
+    }
 }

@@ -182,3 +182,47 @@ async fn blobs_get_head_and_ranges() {
     let elsewhere = r.get(&format!("/v2/elsewhere/blobs/{digest}")).await;
     assert_eq!(elsewhere.code(), "BLOB_UNKNOWN");
 }
+
+/// `Range` edge cases, the same table as ferry-netboot's file GETs: one
+/// range is served (a suffix longer than the blob is the whole blob), a
+/// reversed or zero-length one and one past the end get 416 with
+/// `Content-Range: bytes */LEN`, several ranges or a malformed header the
+/// whole blob (RFC 9110 §14.2 lets a server ignore them).
+#[tokio::test]
+async fn blob_range_edge_cases() {
+    let r = TestRegistry::new();
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = r.push_blob("repo", &data).await;
+    let uri = format!("/v2/repo/blobs/{digest}");
+    for (range, status, content_range) in [
+        ("bytes=0-4", 206, "bytes 0-4/1000000"),
+        ("bytes=999995-", 206, "bytes 999995-999999/1000000"),
+        ("bytes=999995-2000000", 206, "bytes 999995-999999/1000000"),
+        ("bytes=-3", 206, "bytes 999997-999999/1000000"),
+        ("bytes=-2000000", 206, "bytes 0-999999/1000000"),
+        ("BYTES=1-1", 206, "bytes 1-1/1000000"),
+        ("bytes=-0", 416, "bytes */1000000"),
+        ("bytes=1000000-", 416, "bytes */1000000"),
+        ("bytes=4-2", 416, "bytes */1000000"),
+        ("bytes=0-1,3-4", 200, ""),
+        ("bytes=0-5,3-4", 200, ""),
+        ("items=0-1", 200, ""),
+        ("bytes=x-1", 200, ""),
+        ("bytes=", 200, ""),
+    ] {
+        let reply = r
+            .send(Method::GET, &uri, &[("range", range)], Body::empty())
+            .await;
+        assert_eq!(
+            (
+                reply.status.as_u16(),
+                reply.header("content-range").unwrap_or("")
+            ),
+            (status, content_range),
+            "{range}"
+        );
+        if status == 200 {
+            assert_eq!(reply.body, data, "{range}");
+        }
+    }
+}

@@ -8,7 +8,7 @@ use crate::{open, push_image, put};
 fn no_grace() -> GcOptions {
     GcOptions {
         grace: Duration::ZERO,
-        ..GcOptions::default()
+        dry_run: false,
     }
 }
 
@@ -59,12 +59,7 @@ fn gc_never_takes_an_open_upload() {
     let id = store.start_upload("r").unwrap();
     let mut w = store.open_upload("r", &id).unwrap();
     w.write(b"partial").unwrap();
-    let report = store
-        .gc(&GcOptions {
-            upload_expiry: Duration::ZERO,
-            ..no_grace()
-        })
-        .unwrap();
+    let report = store.gc(&no_grace()).unwrap();
     assert_eq!(report.uploads_purged, 0);
     w.write(b" and the rest").unwrap();
     let digest = Digest::sha256(b"partial and the rest");
@@ -146,5 +141,134 @@ fn fsck_finds_corruption_and_dangling_references() {
             .iter()
             .any(|p| p.what.contains("missing blob")),
         "{report:?}"
+    );
+}
+
+/// Sets a file's or directory's mtime `ago` in the past.
+fn age(path: &std::path::Path, ago: Duration) {
+    std::fs::File::open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - ago)
+        .unwrap();
+}
+
+#[test]
+fn gc_removes_abandoned_sessions_and_crash_leftovers() {
+    let (dir, store) = open();
+    let root = dir.path().join("store");
+    let two_hours = Duration::from_secs(7200);
+    let abandoned = store.start_upload("r").unwrap();
+    store
+        .open_upload("r", &abandoned)
+        .unwrap()
+        .write(b"sent, then the client vanished")
+        .unwrap();
+    age(
+        &root.join("uploads").join(&abandoned).join("data"),
+        two_hours,
+    );
+    let fresh = store.start_upload("r").unwrap();
+    // A session directory without files, as a crash (or an older ferry
+    // on a full disk) left it.
+    let empty = root.join("uploads/0123456789abcdef0123456789abcdef");
+    std::fs::create_dir(&empty).unwrap();
+    age(&empty, two_hours);
+    let old_temp = root.join("tmp/.tmpleftover");
+    std::fs::write(&old_temp, b"half").unwrap();
+    age(&old_temp, two_hours);
+    let new_temp = root.join("tmp/.tmpinflight");
+    std::fs::write(&new_temp, b"being written").unwrap();
+
+    let report = store.gc(&GcOptions::default()).unwrap();
+    assert_eq!(report.uploads_purged, 2);
+    assert_eq!(report.temp_files_removed, 1);
+    assert!(store.upload_offset("r", &abandoned).is_err());
+    assert_eq!(store.upload_offset("r", &fresh).unwrap(), 0);
+    assert!(!empty.exists() && !old_temp.exists() && new_temp.exists());
+    // The client that comes back learns its session is gone.
+    assert!(matches!(
+        store.open_upload("r", &abandoned),
+        Err(ferry_store::StoreError::UploadUnknown(_))
+    ));
+}
+
+/// A byte flipped in a stored blob: `recheck_blob` finds it and takes it
+/// out of service, so that `put_blob` (what an import does) stores the
+/// right bytes again; an intact blob is left alone.
+#[test]
+fn a_corrupt_blob_is_quarantined_and_stored_again() {
+    let (dir, store) = open();
+    let image = push_image(&store, "r", "v1", b"cfg", &[b"layer one", b"layer two"]);
+    let layer = Digest::sha256(b"layer two");
+    let path = dir
+        .path()
+        .join("store/blobs/sha256")
+        .join(&layer.hex()[..2])
+        .join(layer.hex());
+    std::fs::write(&path, b"layer twO").unwrap();
+    assert_eq!(
+        store.recheck_blob(&Digest::sha256(b"layer one")).unwrap(),
+        ferry_store::BlobCheck::Intact { size: 9 }
+    );
+    let check = store.recheck_blob(&layer).unwrap();
+    let ferry_store::BlobCheck::Corrupt {
+        actual,
+        quarantined,
+    } = check
+    else {
+        panic!("{check:?}");
+    };
+    assert_eq!(actual, Digest::sha256(b"layer twO"));
+    assert_eq!(std::fs::read(&quarantined).unwrap(), b"layer twO");
+    assert_eq!(store.blob_size(&layer).unwrap(), None);
+    assert!(store.open_blob("r", &layer).unwrap().is_none());
+    assert_eq!(
+        store.recheck_blob(&layer).unwrap(),
+        ferry_store::BlobCheck::Missing
+    );
+    let report = store.fsck(&|_| {}).unwrap();
+    assert!(report.corrupt_blobs.is_empty());
+    // The blob link and the manifest both miss it until it is stored again.
+    assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+
+    put(&store, "r", b"layer two");
+    assert_eq!(std::fs::read(&path).unwrap(), b"layer two");
+    assert!(store.fsck(&|_| {}).unwrap().is_clean());
+    assert!(
+        store
+            .get_manifest("r", &ManifestRef::Digest(image))
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[test]
+fn fsck_and_repair_quarantines_what_fsck_reports() {
+    let (dir, store) = open();
+    push_image(&store, "r", "v1", b"cfg", &[b"good", b"bad"]);
+    let bad = Digest::sha256(b"bad");
+    let path = dir
+        .path()
+        .join("store/blobs/sha256")
+        .join(&bad.hex()[..2])
+        .join(bad.hex());
+    std::fs::write(&path, b"BAD").unwrap();
+    let report = store.fsck(&|_| {}).unwrap();
+    assert_eq!(report.corrupt_blobs.len(), 1);
+    assert!(report.corrupt_blobs[0].quarantined.is_none());
+    assert!(path.exists(), "fsck alone changes nothing");
+    let report = store.fsck_and_repair(&|_| {}).unwrap();
+    assert_eq!(report.corrupt_blobs[0].digest, bad);
+    assert!(report.corrupt_blobs[0].quarantined.is_some());
+    assert!(!path.exists());
+    let manifest = store
+        .resolve_manifest("r", &ManifestRef::Tag("v1".into()))
+        .unwrap()
+        .unwrap();
+    let wanted = format!("manifest {manifest} references missing blob {bad}");
+    assert!(
+        report.problems.iter().any(|p| p.what == wanted),
+        "{:?}",
+        report.problems
     );
 }

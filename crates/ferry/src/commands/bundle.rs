@@ -8,12 +8,12 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
 use ferry_bundle::push::{OnExistingTag, PushOptions, Target};
-use ferry_bundle::{Bundle, BundleError, inspect, verify};
+use ferry_bundle::{Bundle, inspect, verify};
 use ferry_client::{Client, ClientOptions, Credentials, HostConfig, HostSecurity, ResumeStore};
 
 use crate::cli::GlobalArgs;
 use crate::exit::{ProblemFound, UserError};
-use crate::output::{human_bytes, print_json, state_dir};
+use crate::output::{human_bytes, print_json, print_table, state_dir};
 use crate::progress::Bars;
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +40,11 @@ pub struct ImportArgs {
     /// Put every repository under this path prefix.
     #[arg(long, default_value = "", value_name = "PREFIX")]
     pub prefix: String,
+    /// Hash the store's copy of every blob the bundle needs again, and
+    /// replace one whose bytes went bad with the bundle's (repairs what
+    /// `ferry registry fsck` reports as corrupt).
+    #[arg(long)]
+    pub repair: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -48,8 +53,8 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     pub bundle: PathBuf,
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    /// Address and port to listen on (`:PORT` for every address).
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT", value_parser = super::parse_listen)]
     pub listen: std::net::SocketAddr,
 }
 
@@ -94,6 +99,27 @@ pub struct PushArgs {
     /// Rewrite repository paths: `--map library=mirror/library` (first match wins).
     #[arg(long = "map", value_name = "FROM=TO", value_parser = parse_map)]
     pub map: Vec<(String, String)>,
+    #[command(flatten)]
+    pub access: RegistryAccess,
+    /// Where to write the relocated Kubernetes manifests and the containerd
+    /// and k3s/RKE2 mirror configuration; a directory of an earlier push is
+    /// replaced [default: ./<bundle file name without extension>-site, e.g.
+    /// ./site-site for site.ferry, site.ferry.000 or site.run].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Check every blob and manifest on the target with its own request,
+    /// even for entries whose tag already matches, and upload what is
+    /// missing (repairs a registry that lost blobs).
+    #[arg(long)]
+    pub verify_target: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How to reach a registry: TLS and credentials (`bundle push`, `copy`).
+#[derive(Debug, Args)]
+pub struct RegistryAccess {
     /// Skip TLS verification, or talk plain HTTP if the registry has no TLS.
     #[arg(long)]
     pub insecure: bool,
@@ -111,13 +137,6 @@ pub struct PushArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// Where to write the relocated Kubernetes manifests and the containerd
-    /// and k3s/RKE2 mirror configuration [default: ./<bundle name>-site].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,42 +165,28 @@ pub async fn run(global: &GlobalArgs, command: BundleCommand) -> anyhow::Result<
         BundleCommand::Verify(args) => verify_cmd(global, args).await,
         BundleCommand::Push(args) => push_cmd(global, args).await,
         BundleCommand::Import(args) => import_cmd(global, args).await,
-        BundleCommand::Serve(args) => serve_cmd(args).await,
+        BundleCommand::Serve(args) => serve_cmd(global, args).await,
     }
 }
 
-/// Opens a bundle; damage and hostile content are the user's input problems.
+/// Opens a bundle. Its errors keep their type: [`crate::exit`] tells
+/// damage (exit 1) from a wrong path (exit 2).
 pub async fn open(path: PathBuf) -> anyhow::Result<Bundle> {
-    let shown = path.display().to_string();
-    tokio::task::spawn_blocking(move || Bundle::open(&path))
-        .await?
-        .map_err(|e| {
-            let hint = match &e {
-                BundleError::Truncated { .. } | BundleError::Incomplete { .. } => {
-                    Some("copy the bundle again; compare its size or sha256sum with the original")
-                }
-                BundleError::Container(ferry_bundle::container::ContainerError::MissingPart {
-                    ..
-                }) => Some("all parts must sit side by side under the same name"),
-                _ => None,
-            };
-            let error = UserError::from_error(&e);
-            match hint {
-                Some(h) => error.with_hint(h).into(),
-                None => anyhow::Error::from(error).context(format!("cannot read {shown}")),
-            }
-        })
+    Ok(tokio::task::spawn_blocking(move || Bundle::open(&path)).await??)
 }
 
 async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let bundle = open(args.bundle).await?;
     let report = inspect::inspect(&bundle)
-        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+        .with_context(|| format!("cannot list what {} carries", bundle.name()))?;
     if args.json {
         print_json(&report)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!("bundle   {}", report.bundle);
+    if let Some(name) = &report.name {
+        println!("name     {name}");
+    }
     println!(
         "made by  {}{}",
         report.tool,
@@ -193,27 +198,35 @@ async fn inspect_cmd(args: InspectArgs) -> anyhow::Result<ExitCode> {
     );
     println!("signed   {}", if report.signed { "yes" } else { "no" });
     if let Some(base) = &report.base {
-        println!("delta on {base} ({} blobs come from it)", report.base_blobs);
-    }
-    println!();
-    println!(
-        "{:<10} {:<48} {:<40} {:>10}  platforms",
-        "KIND", "SOURCE", "TARGET", "SIZE"
-    );
-    for e in &report.entries {
         println!(
-            "{:<10} {:<48} {:<40} {:>10}  {}",
-            e.kind.as_str(),
-            e.source,
-            e.target,
-            human_bytes(e.bytes),
-            if e.platforms.is_empty() {
-                "-".to_string()
-            } else {
-                e.platforms.join(",")
-            }
+            "delta on {base} ({} blobs, {}, come from it)",
+            report.base_blobs,
+            human_bytes(report.base_bytes)
         );
     }
+    println!();
+    let rows: Vec<[String; 5]> = report
+        .entries
+        .iter()
+        .map(|e| {
+            [
+                e.kind.as_str().to_string(),
+                e.source.clone(),
+                e.target.clone(),
+                human_bytes(e.bytes),
+                if e.platforms.is_empty() {
+                    "-".to_string()
+                } else {
+                    e.platforms.join(",")
+                },
+            ]
+        })
+        .collect();
+    print_table(
+        ["KIND", "SOURCE", "TARGET", "SIZE", "PLATFORMS"],
+        &rows,
+        &[3],
+    );
     println!();
     let saved = report.bytes_without_dedup.saturating_sub(report.blob_bytes);
     println!(
@@ -248,20 +261,23 @@ async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<Exi
     if args.json {
         print_json(&report)?;
     } else {
+        // The problems are the command's findings: printed even with -q.
         for p in &report.problems {
             println!("problem: {p}");
         }
-        if let Some(signature) = &report.signature {
-            println!("signature: {signature}");
+        if !global.quiet {
+            if let Some(signature) = &report.signature {
+                println!("signature: {signature}");
+            }
+            println!(
+                "{}: {} entries, {} blobs ({}) checked{}",
+                report.bundle,
+                report.entries,
+                report.blobs_checked,
+                human_bytes(report.bytes_checked),
+                if report.is_ok() { ", all good" } else { "" }
+            );
         }
-        println!(
-            "{}: {} entries, {} blobs ({}) checked{}",
-            report.bundle,
-            report.entries,
-            report.blobs_checked,
-            human_bytes(report.bytes_checked),
-            if report.is_ok() { ", all good" } else { "" }
-        );
     }
     if report.is_ok() {
         Ok(ExitCode::SUCCESS)
@@ -276,19 +292,15 @@ async fn verify_cmd(global: &GlobalArgs, args: VerifyArgs) -> anyhow::Result<Exi
 }
 
 /// A registry client for `registry` with the user's TLS and credential choices.
-pub fn client_for(
-    registry: &str,
-    insecure: bool,
-    ca_files: &[PathBuf],
-    credentials: Option<(String, String)>,
-) -> anyhow::Result<Client> {
+pub fn client_for(registry: &str, access: &RegistryAccess) -> anyhow::Result<Client> {
+    let credentials = access.username.clone().zip(access.password.clone());
     let host = HostConfig {
-        security: if insecure {
+        security: if access.insecure {
             HostSecurity::InsecureSkipVerify
         } else {
             HostSecurity::Verified
         },
-        ca_files: ca_files.to_vec(),
+        ca_files: access.ca_file.clone(),
         credentials: credentials.map(|(u, p)| Credentials::basic(u, p)),
     };
     let options = ClientOptions::from_environment().host(registry, host);
@@ -311,16 +323,13 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             Some(sig) => signature_check(key, &bundle.manifest_bytes, sig),
         }
         .map_err(|why| ProblemFound(format!("{}: {why}; nothing was pushed", bundle.name())))?;
-        if !args.json {
+        if !args.json && !global.quiet {
             println!("{}: {signer}", bundle.name());
         }
     }
-    let client = client_for(
-        &args.to.registry,
-        args.insecure,
-        &args.ca_file,
-        args.username.clone().zip(args.password.clone()),
-    )?;
+    // Before anything is sent: the site files must have somewhere to go.
+    ferry_bundle::relocate::check_replaceable(&site_dir(&args)).map_err(site_files_error)?;
+    let client = client_for(&args.to.registry, &args.access)?;
     let resume_dir = state_dir(global).join("push-resume");
     let resume = ResumeStore::open(&resume_dir)
         .with_context(|| format!("cannot use {} for resumable uploads", resume_dir.display()))?;
@@ -333,31 +342,32 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
         },
         repository_map: args.map.clone(),
         resume: Some(resume),
+        verify_target: args.verify_target,
         ..PushOptions::default()
     };
     let bars = Arc::new(Bars::new(global.quiet || args.json, "push", None));
     let result =
         ferry_bundle::push::push(bundle.clone(), &client, &args.to, &options, bars.clone()).await;
     bars.finish();
-    let report = result.map_err(|e| -> anyhow::Error {
-        use ferry_bundle::push::PushError as E;
-        match e {
-            E::Mapping(_) | E::BaseMissing { .. } | E::TagExists { .. } => {
-                UserError::from_error(&e).into()
-            }
-            E::BlobsFailed { .. } => ProblemFound(e.to_string()).into(),
-            other => anyhow::Error::from(other).context(format!("push to {} failed", args.to)),
-        }
-    })?;
-    let site_files = write_site_files(&bundle, &client, &args).await?;
+    // The exit code follows from the error chain (exit.rs); a push that
+    // stopped part way keeps what stopped it as its source.
+    let report = result.with_context(|| format!("push to {} failed", args.to))?;
+    let site = write_site_files(&bundle, &client, &args).await?;
+    for warning in &site.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
-        print_json(&serde_json::json!({"push": report, "site_files": site_files}))?;
-    } else {
+        print_json(&serde_json::json!({
+            "push": report,
+            "site_files": site.files,
+            "site_warnings": site.warnings,
+        }))?;
+    } else if !global.quiet {
         for t in &report.tags {
             println!("{:<11} {}", t.outcome, t.reference);
         }
         println!(
-            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {} already there, {} mounted; {} manifests pushed, {} already there",
+            "pushed to {} in {:.1}s: {} blobs uploaded ({}{}), {}, {} mounted{}; {} manifests pushed, {} already there",
             report.target,
             report.seconds,
             report.blobs_uploaded,
@@ -367,12 +377,17 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
             } else {
                 String::new()
             },
-            report.blobs_skipped,
+            already_there(&report),
             report.blobs_mounted,
+            if report.blobs_in_base > 0 {
+                format!(", {} in the base (found there)", report.blobs_in_base)
+            } else {
+                String::new()
+            },
             report.manifests_pushed,
             report.manifests_skipped
         );
-        if !site_files.is_empty() {
+        if !site.files.is_empty() {
             println!(
                 "site files (relocated manifests, containerd hosts.toml, registries.yaml) under {}",
                 site_dir(&args).display()
@@ -382,15 +397,38 @@ async fn push_cmd(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the site files go: `--out`, else `<bundle stem>-site`.
+/// "12 already there (tag matched, not checked)": how the blobs the push
+/// skipped were known to be there.
+fn already_there(report: &ferry_bundle::push::PushReport) -> String {
+    let (all, unchecked) = (report.blobs_skipped, report.blobs_unchecked);
+    let how = if all == 0 {
+        String::new()
+    } else if unchecked == 0 {
+        " (verified by HEAD)".to_string()
+    } else if unchecked == all {
+        " (tag matched, not checked)".to_string()
+    } else {
+        format!(
+            " ({} verified by HEAD, {unchecked} tag matched, not checked)",
+            all - unchecked
+        )
+    };
+    format!("{all} already there{how}")
+}
+
+/// Where the site files go: `--out`, else `<bundle name>-site` in the
+/// current directory, the name being the file's without a split part's
+/// `.NNN` and without its extension (`site.ferry.000` -> `site-site`).
 fn site_dir(args: &PushArgs) -> PathBuf {
-    args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .bundle
-            .file_stem()
-            .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from(format!("{stem}-site"))
-    })
+    args.out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}-site", bundle_stem(&args.bundle))))
+}
+
+fn bundle_stem(bundle: &std::path::Path) -> String {
+    let file = ferry_bundle::container::split_base(bundle).unwrap_or_else(|| bundle.into());
+    file.file_stem()
+        .map_or_else(|| "bundle".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// The relocated manifests and mirror configuration for what was pushed.
@@ -398,26 +436,39 @@ async fn write_site_files(
     bundle: &Bundle,
     client: &Client,
     args: &PushArgs,
-) -> anyhow::Result<Vec<PathBuf>> {
+) -> anyhow::Result<ferry_bundle::relocate::SiteFiles> {
     let ping = client.ping(&args.to.registry).await.with_context(|| {
         format!(
             "cannot reach {} to record how the site reaches it",
             args.to.registry
         )
     })?;
+    let mut ca_pem = Vec::new();
+    for file in &args.access.ca_file {
+        let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        ca_pem.extend_from_slice(&pem);
+        if !pem.ends_with(b"\n") {
+            ca_pem.push(b'\n');
+        }
+    }
     let access = ferry_bundle::relocate::Access {
-        skip_verify: args.insecure && ping.base_url.starts_with("https"),
+        skip_verify: args.access.insecure && ping.base_url.starts_with("https"),
         base_url: ping.base_url,
+        ca_pem: (!ca_pem.is_empty()).then_some(ca_pem),
     };
     let out = site_dir(args);
-    let repository_of = |entry: &ferry_bundle::Entry| {
-        ferry_bundle::push::target_repository(entry, &args.to, &args.map)
-            .unwrap_or_else(|_| entry.repository.clone())
-    };
-    let files =
-        ferry_bundle::relocate::write_site_files(bundle, &args.to, &repository_of, &access, &out)
-            .with_context(|| format!("writing site files under {}", out.display()))?;
-    Ok(files)
+    ferry_bundle::relocate::write_site_files(bundle, &args.to, &args.map, &access, &out)
+        .map_err(site_files_error)
+}
+
+fn site_files_error(e: ferry_bundle::relocate::RelocateError) -> anyhow::Error {
+    use ferry_bundle::relocate::RelocateError as E;
+    match e {
+        E::NotSiteFiles { .. } | E::NotADirectory { .. } => UserError::from_error(e)
+            .with_hint("give another --out, or remove it yourself")
+            .into(),
+        other => anyhow::Error::from(other).context("writing the site files"),
+    }
 }
 
 async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<ExitCode> {
@@ -429,35 +480,47 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         .into());
     }
     let bundle = open(args.bundle).await?;
+    let name = bundle.name().to_string();
     let store = crate::commands::registry::open_store(global)?;
     let quiet = global.quiet || args.json;
     let prefix = args.prefix.clone();
+    let repair = args.repair;
     let report = tokio::task::spawn_blocking(move || {
         let bars = Bars::new(quiet, "import", None);
-        let report = ferry_bundle::import::import(&bundle, &store, &prefix, &bars);
+        let report = ferry_bundle::import::import(&bundle, &store, &prefix, repair, &bars);
         bars.finish();
         report
     })
     .await?
-    .map_err(|e| UserError::from_error(&e))?;
+    .with_context(|| format!("import of {name} failed"))?;
     if args.json {
         print_json(&report)?;
-    } else {
+    } else if !global.quiet {
         for tag in &report.tags {
             println!("imported {tag}");
         }
         println!(
-            "{} blobs imported ({}), {} already in the store, {} manifests",
+            "{} blobs imported ({}), {} already in the store ({}){}, {} manifests",
             report.blobs_imported,
             human_bytes(report.bytes),
             report.blobs_present,
+            if report.present_verified {
+                "re-hashed, intact"
+            } else {
+                "kept as they are, not checked"
+            },
+            if report.present_verified {
+                format!(", {} damaged and repaired", report.blobs_repaired)
+            } else {
+                String::new()
+            },
             report.manifests
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
+async fn serve_cmd(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bundle = Arc::new(open(args.bundle).await?);
     let name = bundle.name().to_string();
     let entries: Vec<String> = bundle
@@ -474,13 +537,15 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ),
         })
         .collect();
-    let router = ferry_bundle::serve::router(bundle)
-        .map_err(|e| UserError::new(format!("the bundle is damaged: {e}")))?;
+    let router =
+        ferry_bundle::serve::router(bundle).with_context(|| format!("cannot serve {name}"))?;
     let listener = super::bind(args.listen).await?;
     let local = listener.local_addr()?;
-    println!("ferry registry on http://{local} (read-only, from {name})");
-    for e in entries {
-        println!("  {e}");
+    if !global.quiet {
+        println!("ferry registry on http://{local} (read-only, from {name})");
+        for e in entries {
+            println!("  {e}");
+        }
     }
     ferry_registry::server::serve(
         listener,
@@ -491,4 +556,23 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_site_directory_is_named_after_the_bundle() {
+        for (bundle, stem) in [
+            ("site.ferry", "site"),
+            ("/mnt/usb/site.ferry.000", "site"),
+            ("site.run", "site"),
+            ("release-2025.06.ferry", "release-2025.06"),
+            ("bundle", "bundle"),
+            (".hidden", ".hidden"),
+        ] {
+            assert_eq!(bundle_stem(std::path::Path::new(bundle)), stem, "{bundle}");
+        }
+    }
 }

@@ -9,6 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use clap::Args;
@@ -20,7 +22,7 @@ use ferry_bundle::spec::{PlatformFilter, Spec};
 use ferry_bundle::writer::{WriteError, WriteOptions};
 
 use crate::cli::GlobalArgs;
-use crate::exit::UserError;
+use crate::exit::{UserError, with_hint};
 use crate::output::{human_bytes, print_json, state_dir};
 use crate::progress::Bars;
 
@@ -92,6 +94,9 @@ pub struct KeygenArgs {
     pub output: PathBuf,
 }
 
+/// The shell's exit code for a command ended by SIGINT (128 + 2).
+const INTERRUPTED: u8 = 130;
+
 /// `4G`, `700M`, `512K`, `1048576` (binary units; `GiB`, `G`, `GB` alike).
 fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -120,25 +125,32 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 /// The creation time: `--created`, else `$SOURCE_DATE_EPOCH`
-/// (reproducible-builds.org/specs/source-date-epoch), else none.
+/// (reproducible-builds.org/specs/source-date-epoch), else none; one the
+/// bundle cannot record is refused here, before any work.
 fn created(arg: Option<&str>) -> anyhow::Result<Option<i64>> {
-    if let Some(text) = arg {
+    let (epoch, from) = if let Some(text) = arg {
         let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map_err(|e| {
             UserError::new(format!("--created {text:?} is not an RFC 3339 time: {e}"))
                 .with_hint("for example --created 2025-06-01T00:00:00Z")
         })?;
-        return Ok(Some(t.unix_timestamp()));
-    }
-    match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.is_empty() => v.trim().parse().map(Some).map_err(|_| {
-            UserError::new(format!(
-                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
-            ))
-            .into()
-        }),
-        _ => Ok(None),
-    }
+        (t.unix_timestamp(), format!("--created {text}"))
+    } else {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) if !v.is_empty() => {
+                let epoch = v.trim().parse().map_err(|_| {
+                    UserError::new(format!(
+                        "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970"
+                    ))
+                })?;
+                (epoch, format!("SOURCE_DATE_EPOCH={v}"))
+            }
+            _ => return Ok(None),
+        }
+    };
+    ferry_bundle::writer::creation_time(epoch)
+        .map_err(|e| UserError::new(format!("{from}: {e}")))?;
+    Ok(Some(epoch))
 }
 
 fn host_overrides(args: &BundleCreateArgs) -> anyhow::Result<BTreeMap<String, HostOverride>> {
@@ -166,46 +178,25 @@ fn host_overrides(args: &BundleCreateArgs) -> anyhow::Result<BTreeMap<String, Ho
     Ok(hosts)
 }
 
-/// An error's message with its causes, each said once (layers of the
-/// registry client repeat their cause in their own message).
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// Turns a library error into what the user sees.
+/// A creation error as the user sees it: typed, so that [`crate::exit`]
+/// classifies it and hints at the flags that apply (`--creds`,
+/// `--plain-http` only for a registry's refusal); plus the hints only this
+/// command knows.
 fn user_facing(error: CreateError) -> anyhow::Error {
-    if !error.is_user_error() {
-        return anyhow::Error::new(error);
-    }
-    let hint = match &error {
-        CreateError::Source { .. } => Some(
-            "check that the source exists and is reachable from here; for a private CA, self-signed TLS, plain HTTP or credentials set the host under `hosts:` in the spec, or use --ca-file, --insecure-registry, --plain-http, --creds",
+    match &error {
+        CreateError::Base { .. } => with_hint(
+            error,
+            "--since needs the earlier bundle, complete (all of its parts)",
         ),
-        CreateError::Base { .. } => {
-            Some("--since needs the earlier bundle, complete (all of its parts)")
+        CreateError::Write(WriteError::SplitTooSmall) => {
+            with_hint(error, "use --split 4G or similar")
         }
-        CreateError::Write(WriteError::SplitTooSmall) => Some("use --split 4G or similar"),
-        _ => None,
-    };
-    let message = describe(&error);
-    match hint {
-        Some(h) => UserError::new(message).with_hint(h).into(),
-        None => UserError::new(message).into(),
+        _ => anyhow::Error::new(error),
     }
 }
 
 pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<ExitCode> {
-    let spec = Spec::load(&args.file).map_err(|e| UserError::from_error(&e))?;
+    let spec = Spec::load(&args.file)?;
     let spec_dir = match args.file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -227,6 +218,7 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         since: args.since.clone(),
         created: created(args.created.as_deref())?,
     };
+    let cancel = Arc::new(AtomicBool::new(false));
     let write_options = WriteOptions {
         split: args.split,
         self_extracting: if args.self_extracting {
@@ -235,6 +227,7 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
             None
         },
         signer: signer.map(sign::signer),
+        cancel: Some(cancel.clone()),
     };
     let cache_dir = state_dir(global).join("cache");
     let cache = ContentCache::open(&cache_dir)
@@ -263,9 +256,26 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
         args.output.clone(),
         write_options,
         &bars,
-    )
-    .await;
+    );
+    // From here on Ctrl-C stops the writer, which removes its `.partial`
+    // file(s), instead of killing the process with them on disk. (Before,
+    // an interrupted download resumes on the next run: nothing to clean.)
+    tokio::pin!(write);
+    let write = tokio::select! {
+        write = &mut write => write,
+        _ = tokio::signal::ctrl_c() => {
+            cancel.store(true, Ordering::Relaxed);
+            write.await
+        }
+    };
     bars.finish();
+    if let Err(CreateError::Write(WriteError::Cancelled)) = write {
+        eprintln!(
+            "interrupted: {} was not written, and its partial file was removed",
+            args.output.display()
+        );
+        return Ok(ExitCode::from(INTERRUPTED));
+    }
     let write = write.map_err(user_facing)?;
 
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
@@ -279,15 +289,18 @@ pub async fn run(global: &GlobalArgs, args: BundleCreateArgs) -> anyhow::Result<
             "entries": resolution.entries.len(),
             "kinds": kinds,
             "blobs": write.blobs,
-            "blobBytes": write.blob_bytes,
-            "bytesBeforeDedup": write.bytes_before_dedup,
-            "baseBlobs": write.base_blobs,
+            "blob_bytes": write.blob_bytes,
+            "bytes_before_dedup": write.bytes_before_dedup,
+            "base_blobs": write.base_blobs,
+            "base_bytes": write.base_bytes,
             "fetch": fetch,
-            "signedBy": key_id,
+            "signed_by": key_id,
         }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    print_summary(&args, &write, &fetch, &kinds, key_id.as_deref());
+    if !global.quiet {
+        print_summary(&args, &write, &fetch, &kinds, key_id.as_deref());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -333,9 +346,10 @@ fn print_summary(
     );
     if let Some(base) = &args.since {
         println!(
-            "  delta on {}: {} blobs left out (the target must have them)",
+            "  delta on {}: {} blobs ({}) left out (in the base; the target must have them)",
             base.display(),
-            write.base_blobs
+            write.base_blobs,
+            human_bytes(write.base_bytes)
         );
     }
     if let Some(id) = key_id {
@@ -355,10 +369,13 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-pub async fn run_keygen(_global: &GlobalArgs, args: KeygenArgs) -> anyhow::Result<ExitCode> {
-    let files = sign::keygen(&args.output).map_err(|e| UserError::from_error(&e))?;
+pub async fn run_keygen(global: &GlobalArgs, args: KeygenArgs) -> anyhow::Result<ExitCode> {
+    let files = sign::keygen(&args.output)?;
     let public = std::fs::read_to_string(&files.public)
         .with_context(|| format!("reading back {}", files.public.display()))?;
+    if global.quiet {
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("secret key {} (keep it private)", files.secret.display());
     println!("public key {}", files.public.display());
     println!("key id     {}", files.key_id);

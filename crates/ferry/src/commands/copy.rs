@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
 
 use ferry_bundle::format::{Entry, EntryKind};
@@ -15,7 +16,7 @@ use ferry_oci::layout::OciLayout;
 use ferry_oci::name;
 
 use crate::cli::GlobalArgs;
-use crate::commands::bundle::client_for;
+use crate::commands::bundle::{RegistryAccess, client_for};
 use crate::exit::UserError;
 use crate::output::{human_bytes, print_json};
 use crate::progress::Bars;
@@ -30,9 +31,8 @@ pub struct CopyArgs {
     /// Copy every named image of the layout.
     #[arg(long)]
     pub all_tags: bool,
-    /// Skip TLS verification, or talk plain HTTP if the registry has no TLS.
-    #[arg(long)]
-    pub insecure: bool,
+    #[command(flatten)]
+    pub access: RegistryAccess,
     /// Blobs pushed at the same time.
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub concurrency: usize,
@@ -66,7 +66,7 @@ pub async fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode
             }
         }
     };
-    let layout = OciLayout::open(&PathBuf::from(&dir)).map_err(|e| UserError::from_error(&e))?;
+    let layout = OciLayout::open(&PathBuf::from(&dir))?;
     let (target, entries) = if let Some(name) = wanted {
         let descriptor = layout
             .find(&name)
@@ -98,7 +98,7 @@ pub async fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode
         }
         (target, entries)
     };
-    let client = client_for(&target.registry, args.insecure, &[], None)?;
+    let client = client_for(&target.registry, &args.access)?;
     let content = Arc::new(LayoutContent { layout, entries });
     let options = PushOptions {
         concurrency: args.concurrency.max(1),
@@ -107,10 +107,10 @@ pub async fn run(global: &GlobalArgs, args: CopyArgs) -> anyhow::Result<ExitCode
     let bars = Arc::new(Bars::new(global.quiet || args.json, "copy", None));
     let result = ferry_bundle::push::push(content, &client, &target, &options, bars.clone()).await;
     bars.finish();
-    let report = result.map_err(|e| UserError::from_error(&e))?;
+    let report = result.with_context(|| format!("copy to {} failed", args.destination))?;
     if args.json {
         print_json(&report)?;
-    } else {
+    } else if !global.quiet {
         for t in &report.tags {
             println!("{:<11} {}", t.outcome, t.reference);
         }

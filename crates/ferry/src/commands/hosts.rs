@@ -9,7 +9,7 @@ use ferry_netboot::{HostRecord, Inventory, MacAddr};
 
 use crate::cli::GlobalArgs;
 use crate::exit::UserError;
-use crate::output::{print_json, state_dir};
+use crate::output::{print_json, print_table, state_dir};
 
 #[derive(Debug, Args)]
 pub struct HostsArgs {
@@ -38,7 +38,9 @@ pub async fn run(global: &GlobalArgs, args: HostsArgs) -> anyhow::Result<ExitCod
             let mac: MacAddr = mac.parse().map_err(|e| UserError::new(format!("{e}")))?;
             let path = inventory.path().display().to_string();
             if tokio::task::spawn_blocking(move || inventory.reset(mac)).await?? {
-                println!("{mac}: reset; its next network boot installs it again");
+                if !global.quiet {
+                    println!("{mac}: reset; its next network boot installs it again");
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 Err(UserError::new(format!("no host {mac} in {path}"))
@@ -52,14 +54,14 @@ pub async fn run(global: &GlobalArgs, args: HostsArgs) -> anyhow::Result<ExitCod
                 let public: Vec<_> = hosts.iter().map(HostRecord::public).collect();
                 print_json(&public)?;
             } else {
-                print_table(&hosts);
+                print_hosts(&hosts);
             }
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn print_table(hosts: &[HostRecord]) {
+fn print_hosts(hosts: &[HostRecord]) {
     if hosts.is_empty() {
         println!("no hosts have network-booted yet");
         return;
@@ -77,26 +79,9 @@ fn print_table(hosts: &[HostRecord]) {
             ]
         })
         .collect();
-    let header = ["MAC", "STATE", "PROFILE", "IP", "LAST SEEN", "MESSAGE"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: [&str; 6]| {
-        let mut out = String::new();
-        for (i, cell) in cells.iter().enumerate() {
-            if i == 5 {
-                out.push_str(cell);
-            } else {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
-            }
-        }
-        println!("{}", out.trim_end());
-    };
-    line(header);
-    for row in &rows {
-        line(row.each_ref().map(String::as_str));
-    }
+    print_table(
+        ["MAC", "STATE", "PROFILE", "IP", "LAST SEEN", "MESSAGE"],
+        &rows,
+        &[],
+    );
 }

@@ -27,6 +27,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A `--listen` value: `ADDR:PORT`, or `:PORT` for every IPv4 address
+/// (as Go servers and Distribution's `addr: :5000` take it).
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_string(),
+    };
+    full.parse().map_err(|_| {
+        format!("{text:?} is not ADDR:PORT or :PORT (e.g. 10.0.0.5:5000, [::]:5000, :5000)")
+    })
+}
+
 /// Binds a server's `--listen` address; a taken port is the user's to fix.
 async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(listen).await.map_err(|e| {
@@ -34,4 +46,21 @@ async fn bind(listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
             .with_hint("another process may hold the port; choose one with --listen")
             .into()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addresses() {
+        assert_eq!(parse_listen(":5000"), Ok("0.0.0.0:5000".parse().unwrap()));
+        assert_eq!(
+            parse_listen("10.0.0.5:443"),
+            Ok("10.0.0.5:443".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::]:5000"), Ok("[::]:5000".parse().unwrap()));
+        assert!(parse_listen(":x").is_err());
+        assert!(parse_listen("5000").is_err());
+    }
 }

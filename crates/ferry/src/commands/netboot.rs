@@ -9,7 +9,7 @@ use ferry_netboot::config::Source;
 use ferry_netboot::{Config, ConfigError, LoadedConfig, ServeError, ServeOptions};
 
 use crate::cli::GlobalArgs;
-use crate::exit::UserError;
+use crate::exit::{ProblemFound, UserError};
 use crate::output::{print_json, state_dir};
 
 #[derive(Debug, Subcommand)]
@@ -46,8 +46,14 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
             })
             .await?
             .map_err(user_error)?;
+            let waiting = netboot.artifacts.waiting();
             for name in netboot.config.config.profiles.keys() {
-                if let Some(files) = netboot.artifacts.profile(name) {
+                if global.quiet {
+                    break;
+                }
+                if let Some(why) = waiting.get(name) {
+                    println!("profile {name}: not ready: {why}");
+                } else if let Some(files) = netboot.artifacts.profile(name) {
                     println!(
                         "profile {name}: {}{}",
                         files.source,
@@ -61,12 +67,23 @@ pub async fn run(global: &GlobalArgs, command: NetbootCommand) -> anyhow::Result
                     }
                 }
             }
-            println!(
-                "{}: OK ({} hosts, {} profiles)",
-                args.config.display(),
-                netboot.config.config.hosts.len(),
-                netboot.config.config.profiles.len()
-            );
+            if !waiting.is_empty() {
+                return Err(ProblemFound(format!(
+                    "{}: {} of {} profiles not ready; push their artifacts into ferry's registry (`ferry serve --netboot` waits for them)",
+                    args.config.display(),
+                    waiting.len(),
+                    netboot.config.config.profiles.len()
+                ))
+                .into());
+            }
+            if !global.quiet {
+                println!(
+                    "{}: OK ({} hosts, {} profiles)",
+                    args.config.display(),
+                    netboot.config.config.hosts.len(),
+                    netboot.config.config.profiles.len()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         NetbootCommand::Serve(args) => {
@@ -90,7 +107,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
             ConfigError::Read { .. } => "give the configuration with -c FILE",
             _ => "`ferry netboot schema` prints every field; docs/netboot.md explains them",
         };
-        UserError::from_error(&e).with_hint(hint).into()
+        UserError::from_error(e).with_hint(hint).into()
     })
 }
 
@@ -99,7 +116,7 @@ pub fn load(path: &Path) -> anyhow::Result<LoadedConfig> {
 pub fn user_error(e: ServeError) -> anyhow::Error {
     match e {
         ServeError::Config(_) | ServeError::Artifact(_) | ServeError::Setup(_) => {
-            UserError::from_error(&e).into()
+            UserError::from_error(e).into()
         }
         other => other.into(),
     }

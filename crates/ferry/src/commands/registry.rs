@@ -24,6 +24,10 @@ pub enum RegistryCommand {
 
 #[derive(Debug, Args)]
 pub struct FsckArgs {
+    /// Move corrupt blobs to the store's quarantine/ directory, so they
+    /// are no longer served and the next push or import stores them again.
+    #[arg(long)]
+    repair: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -32,7 +36,8 @@ pub struct FsckArgs {
 #[derive(Debug, Args)]
 pub struct GcArgs {
     /// Keep unreferenced blobs younger than this many seconds (uploads
-    /// whose manifest is still to come).
+    /// whose manifest is still to come), and upload sessions that received
+    /// data within it; older sessions are abandoned and removed.
     #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
     grace: u64,
     /// Show what would be removed, remove nothing.
@@ -42,7 +47,7 @@ pub struct GcArgs {
     #[arg(long)]
     json: bool,
     /// User for a server started with --htpasswd.
-    #[arg(long, requires = "password")]
+    #[arg(long, env = "FERRY_REGISTRY_USERNAME", requires = "password")]
     username: Option<String>,
     /// Password for --username.
     #[arg(long, env = "FERRY_REGISTRY_PASSWORD", hide_env_values = true)]
@@ -50,9 +55,34 @@ pub struct GcArgs {
 }
 
 pub fn open_store(global: &GlobalArgs) -> anyhow::Result<Store> {
+    open_store_with(global, Limits::default())
+}
+
+/// Opens the registry store in the state directory. A state directory
+/// that cannot be created or written is the user's to fix: a user error
+/// naming `--state`.
+pub fn open_store_with(global: &GlobalArgs, limits: Limits) -> anyhow::Result<Store> {
     let root = state_dir(global).join("registry");
-    Store::open(&root, Limits::default())
-        .with_context(|| format!("cannot open the registry store at {}", root.display()))
+    let context = format!("cannot open the registry store at {}", root.display());
+    Store::open(&root, limits).map_err(|e| match &e {
+        ferry_store::StoreError::Io { source, .. } if is_unwritable(source) => UserError::new(
+            format!("{context}: {source}"),
+        )
+        .with_hint(
+            "the state directory must be writable: choose one with --state DIR or FERRY_STATE",
+        )
+        .into(),
+        _ => anyhow::Error::new(e).context(context),
+    })
+}
+
+/// Whether an I/O error says the path cannot be written by this user.
+fn is_unwritable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::PermissionDenied | K::ReadOnlyFilesystem | K::NotADirectory
+    )
 }
 
 pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Result<ExitCode> {
@@ -62,8 +92,12 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
         RegistryCommand::Fsck(args) => {
             let report = tokio::task::spawn_blocking(move || {
                 let bars = Bars::new(quiet || args.json, "fsck", None);
-                let report =
-                    store.fsck(&|bytes| ferry_oci::progress::Progress::advance(&bars, "", bytes));
+                let on_blob = |bytes| ferry_oci::progress::Progress::advance(&bars, "", bytes);
+                let report = if args.repair {
+                    store.fsck_and_repair(&on_blob)
+                } else {
+                    store.fsck(&on_blob)
+                };
                 bars.finish();
                 report
             })
@@ -71,17 +105,28 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
             if args.json {
                 print_json(&report)?;
             } else {
-                println!(
-                    "checked {} blobs ({}) and {} manifests",
-                    report.blobs_checked,
-                    human_bytes(report.bytes_checked),
-                    report.manifests_checked
-                );
+                if !quiet {
+                    println!(
+                        "checked {} blobs ({}) and {} manifests",
+                        report.blobs_checked,
+                        human_bytes(report.bytes_checked),
+                        report.manifests_checked
+                    );
+                }
+                // The findings: printed even with -q.
                 for c in &report.corrupt_blobs {
                     println!("corrupt blob {}: content hashes to {}", c.digest, c.actual);
+                    if let Some(path) = &c.quarantined {
+                        println!("  quarantined: moved to {path}; push or import it again");
+                    }
                 }
                 for p in &report.problems {
                     println!("{}: {}", p.repository, p.what);
+                }
+                if !args.repair && !report.corrupt_blobs.is_empty() {
+                    println!(
+                        "`ferry registry fsck --repair` takes corrupt blobs out of service so that a push or import stores them again"
+                    );
                 }
             }
             if report.is_clean() {
@@ -102,14 +147,13 @@ pub async fn run(global: &GlobalArgs, command: RegistryCommand) -> anyhow::Resul
                     let options = GcOptions {
                         grace: Duration::from_secs(args.grace),
                         dry_run: args.dry_run,
-                        ..GcOptions::default()
                     };
                     tokio::task::spawn_blocking(move || store.gc(&options)).await??
                 }
             };
             if args.json {
                 print_json(&report)?;
-            } else {
+            } else if !quiet {
                 let verb = if report.dry_run {
                     "would remove"
                 } else {
@@ -158,10 +202,19 @@ async fn gc_through_server(
         .send()
         .await
         .with_context(|| format!("cannot reach the ferry serve at {}", server.url))?;
-    if response.status() == reqwest::StatusCode::FORBIDDEN {
-        return Err(UserError::new(
-            "the server refused: with --htpasswd, give --username and --password",
-        )
+    let status = response.status();
+    if status == reqwest::StatusCode::FORBIDDEN || status == reqwest::StatusCode::UNAUTHORIZED {
+        let refused = UserError::new(format!(
+            "the ferry serve at {} refused ({status})",
+            server.url
+        ));
+        return Err(if args.username.is_some() {
+            refused.with_hint(
+                "check the user and password: the server takes the users of its --htpasswd file",
+            )
+        } else {
+            refused.with_hint("the server runs with --htpasswd: give --username and --password")
+        }
         .into());
     }
     if !response.status().is_success() {

@@ -19,8 +19,8 @@ use crate::output::state_dir;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on.
-    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT")]
+    /// Address and port to listen on (`:PORT` for every address).
+    #[arg(long, default_value = "0.0.0.0:5000", value_name = "ADDR:PORT", value_parser = super::parse_listen)]
     listen: SocketAddr,
     /// TLS: `auto` creates a site CA and a server certificate in the state
     /// directory; `off` serves plain HTTP. Ignored with --tls-cert.
@@ -46,6 +46,11 @@ pub struct ServeArgs {
     /// With --htpasswd: let anyone pull without credentials.
     #[arg(long, requires = "htpasswd")]
     anonymous_read: bool,
+    /// An upload session that receives nothing for this many seconds is
+    /// abandoned: the server removes it and the bytes it holds (a client
+    /// that comes back starts the blob over).
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    upload_expiry: u64,
     /// Largest manifest accepted, in bytes.
     #[arg(long, default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     max_manifest_size: u64,
@@ -71,20 +76,32 @@ enum AuthMode {
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = state_dir(global);
     let root = state.join("registry");
-    let store = Store::open(
-        &root,
+    let store = crate::commands::registry::open_store_with(
+        global,
         Limits {
             max_manifest_size: args.max_manifest_size,
         },
-    )
-    .with_context(|| format!("cannot open the registry store at {}", root.display()))?;
+    )?;
     let _lock = lock_store(&root)?;
 
-    let (tls, scheme) = tls_config(&state, &args)?;
+    let tls = tls_config(&state, &args)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let auth = match &args.htpasswd {
         None => Auth::none(),
         Some(path) => {
-            let users = Htpasswd::load(path).map_err(|e| UserError::from_error(&e))?;
+            let users = Htpasswd::load(path).map_err(UserError::from_error)?;
+            if users.is_empty() {
+                tracing::warn!(
+                    "{} has no users: nobody can log in{}; add one with `htpasswd -B {} USER`",
+                    path.display(),
+                    if args.anonymous_read {
+                        " or push (anonymous pulls work)"
+                    } else {
+                        ", push or pull"
+                    },
+                    path.display()
+                );
+            }
             let mode = match args.auth {
                 AuthMode::Token => Mode::Token,
                 AuthMode::Basic => Mode::Basic,
@@ -95,7 +112,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     let listener = super::bind(args.listen).await?;
     let local = listener.local_addr()?;
     let _record = ServeRecord::write(&root, local, scheme)?;
-    print_banner(&root, local, scheme, &args);
+    if !global.quiet {
+        print_banner(&root, local, tls.as_ref(), &args);
+    }
+    let tls = tls.map(|t| t.config);
 
     let netboot_config = match &args.netboot {
         Some(path) => Some(crate::commands::netboot::load(path)?),
@@ -110,6 +130,10 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
+    tokio::spawn(expire_uploads(
+        store.clone(),
+        Duration::from_secs(args.upload_expiry),
+    ));
     let registry = {
         let router = Registry::new(store.clone(), auth).router();
         let stopped = until_stopped(stopped.clone());
@@ -134,6 +158,25 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCod
     tokio::try_join!(registry, netboot)?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes abandoned upload sessions for as long as the server runs, so
+/// that what a vanished client had sent does not hold the disk. Checks
+/// often enough that a session goes at most half its expiry late.
+async fn expire_uploads(store: Store, expiry: Duration) {
+    let every = (expiry / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let store = store.clone();
+        match tokio::task::spawn_blocking(move || store.purge_idle_uploads(expiry, false)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!("removed {n} abandoned upload sessions"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot expire upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "upload expiry task failed"),
+        }
+    }
 }
 
 /// `serve.json` in the store: where this server listens, so that
@@ -218,16 +261,19 @@ fn lock_store(root: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-fn tls_config(
-    state: &std::path::Path,
-    args: &ServeArgs,
-) -> anyhow::Result<(Option<std::sync::Arc<rustls::ServerConfig>>, &'static str)> {
+/// The server's TLS, and for `--tls auto` where its site CA is.
+struct Tls {
+    config: std::sync::Arc<rustls::ServerConfig>,
+    auto: Option<ferry_registry::tls::AutoTls>,
+}
+
+fn tls_config(state: &std::path::Path, args: &ServeArgs) -> anyhow::Result<Option<Tls>> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let config = ferry_registry::tls::load(cert, key).map_err(|e| UserError::from_error(&e))?;
-        return Ok((Some(config), "https"));
+        let config = ferry_registry::tls::load(cert, key).map_err(UserError::from_error)?;
+        return Ok(Some(Tls { config, auto: None }));
     }
     match args.tls {
-        TlsMode::Off => Ok((None, "http")),
+        TlsMode::Off => Ok(None),
         TlsMode::Auto => {
             let mut names = vec![
                 "localhost".to_string(),
@@ -242,24 +288,33 @@ fn tls_config(
             }
             names.extend(args.tls_san.iter().cloned());
             let auto = ferry_registry::tls::auto(&state.join("tls"), &names)?;
-            let ca = auto.ca_cert.display();
-            if auto.created_ca {
-                println!("created a site CA: {ca}");
-            }
-            println!("TLS certificate for: {}", auto.names.join(", "));
-            println!("clients must trust the site CA {ca}, e.g.:");
-            println!(
-                "  podman/skopeo: mkdir -p /etc/containers/certs.d/HOST:PORT && cp {ca} /etc/containers/certs.d/HOST:PORT/ca.crt"
-            );
-            println!(
-                "  docker:        mkdir -p /etc/docker/certs.d/HOST:PORT && cp {ca} /etc/docker/certs.d/HOST:PORT/ca.crt"
-            );
-            println!(
-                "  system-wide:   cp {ca} /usr/local/share/ca-certificates/ferry-site-ca.crt && update-ca-certificates"
-            );
-            Ok((Some(auto.config), "https"))
+            Ok(Some(Tls {
+                config: auto.config.clone(),
+                auto: Some(auto),
+            }))
         }
     }
+}
+
+/// How to make clients trust the `--tls auto` site CA, for a registry
+/// reached at `target` (`HOST:PORT`, the directory name podman, skopeo
+/// and Docker look up in their `certs.d`).
+fn print_trust(auto: &ferry_registry::tls::AutoTls, target: &str) {
+    let ca = auto.ca_cert.display();
+    if auto.created_ca {
+        println!("created a site CA: {ca}");
+    }
+    println!("TLS certificate for: {}", auto.names.join(", "));
+    println!("clients must trust the site CA {ca}, e.g.:");
+    println!(
+        "  podman/skopeo: mkdir -p /etc/containers/certs.d/{target} && cp {ca} /etc/containers/certs.d/{target}/ca.crt"
+    );
+    println!(
+        "  docker:        mkdir -p /etc/docker/certs.d/{target} && cp {ca} /etc/docker/certs.d/{target}/ca.crt"
+    );
+    println!(
+        "  system-wide:   cp {ca} /usr/local/share/ca-certificates/ferry-site-ca.crt && update-ca-certificates"
+    );
 }
 
 fn hostname() -> Option<String> {
@@ -268,7 +323,8 @@ fn hostname() -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-fn print_banner(root: &std::path::Path, local: SocketAddr, scheme: &str, args: &ServeArgs) {
+fn print_banner(root: &std::path::Path, local: SocketAddr, tls: Option<&Tls>, args: &ServeArgs) {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let host = if local.ip().is_unspecified() {
         hostname().unwrap_or_else(|| "127.0.0.1".into())
     } else {
@@ -278,6 +334,9 @@ fn print_banner(root: &std::path::Path, local: SocketAddr, scheme: &str, args: &
         }
     };
     let target = format!("{host}:{}", local.port());
+    if let Some(auto) = tls.and_then(|t| t.auto.as_ref()) {
+        print_trust(auto, &target);
+    }
     let verify = if scheme == "http" { "=false" } else { "=true" };
     println!(
         "ferry registry on {scheme}://{local} (store {})",

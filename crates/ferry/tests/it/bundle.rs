@@ -75,7 +75,7 @@ fn skopeo() -> Command {
 pub struct Distribution {
     child: std::process::Child,
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Distribution {
@@ -109,11 +109,15 @@ impl Distribution {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Distribution {
-            child,
-            addr,
-            _dir: dir,
-        }
+        Distribution { child, addr, dir }
+    }
+}
+
+impl Distribution {
+    /// Its storage root (`rootdirectory`), where it keeps blobs under
+    /// `docker/registry/v2/blobs/`.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("root")
     }
 }
 
@@ -122,6 +126,36 @@ impl Drop for Distribution {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `DIR/split.ferry.000`, `.001`, ... (at least three 1 MiB parts) of one
+/// image `team/chunky:v1` with a 3 MiB layer; returns `DIR/split.ferry`.
+pub fn split_bundle(dir: &Path) -> PathBuf {
+    let chunky = dir.join("chunky");
+    let mut layout = Layout::new(&chunky);
+    let layer = layout.blob(
+        ferry_oci::media_type::OCI_LAYER_GZIP,
+        &bytes(5, 3 * 1024 * 1024),
+    );
+    let config = layout.blob(ferry_oci::media_type::OCI_CONFIG, b"{}");
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": ferry_oci::media_type::OCI_MANIFEST, "config": config, "layers": [layer]});
+    let m = layout.blob(
+        ferry_oci::media_type::OCI_MANIFEST,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    layout.tag("chunky", m);
+    let split = dir.join("split.ferry");
+    bundle_from_layout(
+        &chunky,
+        &["chunky"],
+        &split,
+        WriteOptions {
+            split: Some(1024 * 1024),
+            ..WriteOptions::default()
+        },
+    );
+    assert!(dir.join("split.ferry.002").exists(), "three parts at least");
+    split
 }
 
 fn index_digests(layout: &Path) -> Vec<String> {
@@ -397,7 +431,7 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
     let truncated = tmp.path().join("truncated.ferry");
     std::fs::write(&truncated, &good[..good.len() * 2 / 3]).unwrap();
     let out = push(&truncated);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1), "damaged: exit 1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("truncated") || stderr.contains("incomplete"),
@@ -455,7 +489,7 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
         let evil = tmp.path().join("evil.ferry");
         std::fs::write(&evil, tar.into_inner().unwrap()).unwrap();
         let out = push(&evil);
-        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert_eq!(out.status.code(), Some(1), "{name}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("unsafe member"),
             "{name}"
@@ -463,36 +497,10 @@ fn damaged_and_hostile_bundles_are_refused_with_nothing_pushed() {
     }
 
     // A split bundle with a part missing.
-    let chunky = tmp.path().join("chunky");
-    let mut layout = Layout::new(&chunky);
-    let layer = layout.blob(
-        ferry_oci::media_type::OCI_LAYER_GZIP,
-        &bytes(5, 3 * 1024 * 1024),
-    );
-    let config = layout.blob(ferry_oci::media_type::OCI_CONFIG, b"{}");
-    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": ferry_oci::media_type::OCI_MANIFEST, "config": config, "layers": [layer]});
-    let m = layout.blob(
-        ferry_oci::media_type::OCI_MANIFEST,
-        &serde_json::to_vec(&manifest).unwrap(),
-    );
-    layout.tag("chunky", m);
-    let split = tmp.path().join("split.ferry");
-    bundle_from_layout(
-        &chunky,
-        &["chunky"],
-        &split,
-        WriteOptions {
-            split: Some(1024 * 1024),
-            ..WriteOptions::default()
-        },
-    );
-    assert!(
-        tmp.path().join("split.ferry.002").exists(),
-        "three parts at least"
-    );
+    let split = split_bundle(tmp.path());
     std::fs::remove_file(tmp.path().join("split.ferry.001")).unwrap();
     let out = push(&split);
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("part 001 is not there"), "{stderr}");
     let store = Store::open(server.state.join("registry"), Limits::default()).unwrap();

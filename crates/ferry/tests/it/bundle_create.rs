@@ -223,7 +223,7 @@ fn create_sign_verify_and_create_again_without_downloading() {
         "--json",
     ]));
     let report: serde_json::Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(report["fetch"]["blobsFetched"], 0, "{report}");
+    assert_eq!(report["fetch"]["blobs_fetched"], 0, "{report}");
     assert_eq!(report["entries"], 4);
     assert_eq!(
         std::fs::read(dir.join("site.ferry")).unwrap(),
@@ -263,7 +263,7 @@ fn create_sign_verify_and_create_again_without_downloading() {
 }
 
 #[test]
-fn bad_specs_and_unreachable_sources_exit_2_with_what_to_do() {
+fn bad_specs_and_unreachable_sources_fail_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     std::fs::write(
@@ -292,7 +292,7 @@ fn bad_specs_and_unreachable_sources_exit_2_with_what_to_do() {
         "--plain-http",
         "127.0.0.1:1",
     ]));
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(69), "unreachable");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("images[0] (127.0.0.1:1/team/app:1)"),
@@ -426,7 +426,8 @@ fn create_resumes_a_download_cut_by_kill_9() {
     .unwrap();
     let create = || {
         let mut c = create(dir);
-        c.args(["-q", "-o", "site.ferry", "--plain-http", &link.addr]);
+        // Not -q: the summary says what was written.
+        c.args(["-o", "site.ferry", "--plain-http", &link.addr]);
         c
     };
     // Bytes of the layer the cache holds in its download session so far.
@@ -506,4 +507,77 @@ fn create_resumes_a_download_cut_by_kill_9() {
         "fetched {fetched} bytes of the URL again with {kept} of {size} kept"
     );
     verify();
+}
+
+#[test]
+fn ctrl_c_while_writing_leaves_no_partial_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A large file (sparse: quick to make, still hashed and copied in full),
+    // so that writing the bundle takes a while.
+    let big = std::fs::File::create(dir.join("big.bin")).unwrap();
+    big.set_len(512 * 1024 * 1024).unwrap();
+    std::fs::write(dir.join("ferry.yaml"), "files:\n  - big.bin\n").unwrap();
+    let partial = dir.join("site.ferry.partial");
+    let mut child = create(dir)
+        .args(["-q", "-o", "site.ferry"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while std::fs::metadata(&partial).map_or(0, |m| m.len()) < 64 * 1024 * 1024 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "create ended before it could be interrupted"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no partial file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !partial.exists(),
+        "{} is left behind: {stderr}",
+        partial.display()
+    );
+    assert!(!dir.join("site.ferry").exists());
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    insta::assert_snapshot!(stderr);
+}
+
+#[test]
+fn a_creation_time_the_bundle_cannot_hold_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tool.bin"), b"tool").unwrap();
+    std::fs::write(dir.join("ferry.yaml"), "files:\n  - tool.bin\n").unwrap();
+    let mut said = String::new();
+    for epoch in ["99999999999999", "-1"] {
+        let out = run(create(dir)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args(["-q", "-o", "site.ferry"]));
+        said.push_str(&format!(
+            "SOURCE_DATE_EPOCH={epoch}: exit {}\n{}",
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        assert!(!dir.join("site.ferry").exists(), "{said}");
+    }
+    // The last second a tar header holds, and the epoch itself, work.
+    for (epoch, date) in [
+        ("8589934591", "2242-03-16T12:56:31Z"),
+        ("0", "1970-01-01T00:00:00Z"),
+    ] {
+        ok(create(dir)
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .args(["-q", "-o", "site.ferry"]));
+        let bundle = ferry_bundle::Bundle::open(&dir.join("site.ferry")).unwrap();
+        assert_eq!(bundle.manifest.created.as_deref(), Some(date));
+    }
+    insta::assert_snapshot!(said);
 }

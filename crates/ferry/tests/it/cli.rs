@@ -88,3 +88,97 @@ fn a_relative_state_directory_is_created() {
     );
     assert!(tmp.path().join("state/registry").is_dir());
 }
+
+/// `ferry serve` with an htpasswd file that has no users starts (pulls may
+/// be anonymous) but says that nobody can log in.
+#[test]
+fn an_empty_htpasswd_file_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let users = tmp.path().join("users");
+    std::fs::write(&users, "# nobody yet\n").unwrap();
+    let server = crate::Server::start(
+        &tmp.path().join("state"),
+        &["--htpasswd", users.to_str().unwrap()],
+    );
+    let log = std::fs::read_to_string(server.state.join("server.log")).unwrap();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN"))
+        .unwrap_or_else(|| panic!("no warning in:\n{log}"));
+    let warning =
+        warning[warning.find("WARN").unwrap()..].replace(users.to_str().unwrap(), "USERS");
+    insta::assert_snapshot!(warning);
+}
+
+/// A state directory that cannot be written is the user's to fix: exit 2
+/// and a hint naming `--state`, for the server and for the maintenance
+/// commands. (Root writes anywhere, so the directory is a read-only mount.)
+#[test]
+fn an_unwritable_state_directory_is_a_user_error_with_a_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("ro");
+    std::fs::create_dir(&state).unwrap();
+    crate::ok(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+            .arg(&state),
+    );
+    let outputs = [
+        run(ferry()
+            .args(["serve", "--listen", "127.0.0.1:0", "--state"])
+            .arg(&state)),
+        run(ferry().args(["registry", "fsck", "--state"]).arg(&state)),
+    ];
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&state)
+        .status();
+    for out in outputs {
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr).replace(state.to_str().unwrap(), "STATE");
+        insta::assert_snapshot!("unwritable_state", stderr);
+    }
+}
+
+/// Looking at the hosts of a state directory that has none changes nothing
+/// on disk, nor does resetting an unknown host.
+#[test]
+fn hosts_on_an_empty_state_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let out = run(ferry().args(["hosts", "--state"]).arg(&state));
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "no hosts have network-booted yet\n"
+    );
+    let out = run(ferry()
+        .args(["hosts", "reset", "52:54:00:12:34:56", "--state"])
+        .arg(&state));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !state.exists(),
+        "created {:?}",
+        std::fs::read_dir(&state).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+    );
+}
+
+/// The `--tls auto` banner's trust commands name the directory for the
+/// address the server is really reached at, not a literal HOST:PORT.
+#[test]
+fn the_tls_banner_names_the_real_address() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = crate::Server::start(&tmp.path().join("state"), &["--tls", "auto"]);
+    assert!(!server.banner.contains("HOST:PORT"), "{}", server.banner);
+    let port = server.addr.rsplit(':').next().unwrap();
+    let banner = server
+        .banner
+        .replace(tmp.path().to_str().unwrap(), "TMP")
+        .replace(port, "PORT");
+    insta::with_settings!({filters => vec![
+        (r"ferry site CA [0-9a-f]{8}", "ferry site CA XXXXXXXX"),
+        (r"TLS certificate for: .*", "TLS certificate for: NAMES"),
+    ]}, {
+        insta::assert_snapshot!(banner);
+    });
+}

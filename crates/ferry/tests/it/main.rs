@@ -3,13 +3,24 @@
 
 mod bundle;
 mod bundle_create;
+mod bundle_messages;
 mod cli;
+mod containerd;
 mod crash;
 mod disk_full;
+mod exit_codes;
+mod fsck_repair;
 mod images;
+mod mirror_resolver;
 mod netboot;
+mod netboot_config;
 mod referrers;
 mod registry_clients;
+mod repair;
+mod reports;
+mod serve_netboot;
+mod site_ca;
+mod site_files;
 mod slow_link;
 
 use std::io::{BufRead, BufReader};

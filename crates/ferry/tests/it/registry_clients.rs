@@ -6,14 +6,15 @@ use std::process::Command;
 use crate::images::{assert_blobs_identical, standard};
 use crate::{Server, ok, run};
 
-fn skopeo() -> Command {
+pub fn skopeo() -> Command {
     let mut c = Command::new("skopeo");
     // No host-wide blob-info cache: every copy sees only this test's registry.
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
     c
 }
 
-fn copy(src: &str, dst: &str, extra: &[&str]) -> std::process::Output {
+/// `skopeo copy` without TLS verification, plus `extra` options.
+pub fn copy(src: &str, dst: &str, extra: &[&str]) -> std::process::Output {
     run(skopeo()
         .args(["copy", "--src-tls-verify=false", "--dest-tls-verify=false"])
         .args(extra)
@@ -327,4 +328,59 @@ fn gc_runs_online_through_the_server() {
         .arg(&server.state));
     let fsck: serde_json::Value = serde_json::from_str(&fsck).unwrap();
     assert!(fsck["problems"].as_array().unwrap().is_empty(), "{fsck}");
+}
+
+/// `--anonymous-read` lets skopeo pull without credentials. After the
+/// Basic challenge of `/v2/`, containers/image sends `Authorization: Basic
+/// Og==` (an empty user and password) on every request: that is anonymous,
+/// not a failed login.
+#[test]
+fn anonymous_pull_with_skopeo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    standard(&src);
+    let users = htpasswd(tmp.path());
+    for auth in ["basic", "token"] {
+        let server = Server::start(
+            &tmp.path().join(format!("state-{auth}")),
+            &[
+                "--htpasswd",
+                users.to_str().unwrap(),
+                "--auth",
+                auth,
+                "--anonymous-read",
+            ],
+        );
+        let addr = &server.addr;
+        let out = copy(
+            &format!("oci:{}:many", src.display()),
+            &format!("docker://{addr}/open/app:v1"),
+            &["--dest-creds", "alice:s3cret"],
+        );
+        assert!(
+            out.status.success(),
+            "push with --auth {auth}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = copy(
+            &format!("docker://{addr}/open/app:v1"),
+            &format!(
+                "oci:{}:x",
+                tmp.path().join(format!("back-{auth}")).display()
+            ),
+            &["--src-no-creds"],
+        );
+        assert!(
+            out.status.success(),
+            "anonymous pull with --auth {auth}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Pushing still needs a user.
+        let out = copy(
+            &format!("oci:{}:many", src.display()),
+            &format!("docker://{addr}/open/other:v1"),
+            &["--dest-no-creds"],
+        );
+        assert!(!out.status.success(), "anonymous push with --auth {auth}");
+    }
 }
