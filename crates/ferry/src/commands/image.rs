@@ -110,7 +110,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
         report
     })
     .await?
-    .map_err(|e| UserError::from_error(e))?;
+    .map_err(UserError::from_error)?;
     if args.json {
         print_json(&report)?;
     } else {
