@@ -41,11 +41,13 @@
 //! the menu needs built in ([`crate::boot::grub`]); their early
 //! configuration finds this medium by its marker file (a name derived from
 //! the build's identity, so another ferry ISO or an installed disk is never
-//! taken for it) and loads `/boot/grub/grub.cfg`. The ESP carries the same
-//! early configuration as `EFI/BOOT/grub.cfg`: a GRUB that looks for its
-//! configuration beside itself, as signed distribution builds do, finds
-//! it, and firmware that checks for it (Kairos ISOs failed on strict UEFI
-//! firmware without it) is satisfied.
+//! taken for it) and makes its `/boot/grub` the prefix, so normal mode
+//! loads `/boot/grub/grub.cfg` from there: on a USB stick booted by UEFI,
+//! GRUB starts on the ESP, not on the ISO data. The ESP carries the same
+//! search as `EFI/BOOT/grub.cfg` (with a `configfile` to the menu): a GRUB
+//! that looks for its configuration beside itself, as signed distribution
+//! builds do, finds it, and firmware that checks for it (Kairos ISOs
+//! failed on strict UEFI firmware without it) is satisfied.
 //!
 //! The kernel command line is the one the image's initramfs understands:
 //! Debian/Ubuntu live-boot (`boot=live`; it searches every block device
@@ -67,6 +69,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::Progress;
 use hadris_fat::{FatOptions, VolumeLabel};
 use hadris_fs::sync::FileSystem;
@@ -78,7 +81,6 @@ use hadris_part::{PartitionFlags, PartitionKind, PartitionTable};
 use hadris_storage::host::FileDevice;
 use hadris_storage::sync::BlockDevice;
 use hadris_storage::{BlockIndex, BlockSize};
-use sha2::{Digest, Sha256};
 
 use crate::boot::grub::{self, Grub, GrubError, Target};
 use crate::boot::kernel::Kernel;
@@ -301,36 +303,46 @@ struct Seeds {
 }
 
 fn seeds(options: &IsoOptions) -> Seeds {
-    let mut hash = Sha256::new();
+    let mut hash = Hasher::new(Algorithm::Sha256);
     for part in [
         b"ferry live ISO".as_slice(),
         options.identity.as_bytes(),
         options.label.as_bytes(),
         &options.mtime.to_le_bytes(),
     ] {
-        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(&(part.len() as u64).to_le_bytes());
         hash.update(part);
     }
-    let digest = hash.finalize();
-    let marker = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let digest = hash.finish();
+    let hex = digest.hex();
     Seeds {
-        marker,
-        fat_serial: u32::from_le_bytes(digest[8..12].try_into().expect("4 bytes")),
-        gpt_seed: u64::from_le_bytes(digest[12..20].try_into().expect("8 bytes")),
+        marker: hex[..16].to_string(),
+        fat_serial: u32::from_str_radix(&hex[16..24], 16).expect("hex"),
+        gpt_seed: u64::from_str_radix(&hex[24..40], 16).expect("hex"),
     }
 }
 
-/// GRUB's first configuration, embedded in both core images and put on
-/// the ESP: find this medium and hand over to its menu.
+/// GRUB's first configuration, embedded in both core images: find this
+/// medium and make its `/boot/grub` the prefix, whose `grub.cfg` normal
+/// mode then loads. GRUB runs an embedded configuration with its rescue
+/// parser (`grub_parser_execute`), before normal mode: one plain command
+/// a line, no `if`, no comments.
 fn early_config(marker: &str) -> String {
     format!(
+        "search --no-floppy --set=root --file /{marker}\n\
+         set prefix=($root)/boot/grub\n"
+    )
+}
+
+/// `EFI/BOOT/grub.cfg` on the ESP, for a GRUB that reads the
+/// configuration beside itself (normal mode, so it hands over with
+/// `configfile`).
+fn esp_config(marker: &str) -> String {
+    format!(
         "# Written by ferry image build: find this live ISO by its marker file, load its menu.\n\
-         if search --no-floppy --set=root --file /{marker}; then\n\
-         \x20 set prefix=($root)/boot/grub\n\
-         \x20 configfile ($root)/boot/grub/grub.cfg\n\
-         else\n\
-         \x20 echo \"ferry: no disk holds /{marker}, the marker file of this live ISO\"\n\
-         fi\n"
+         {}\
+         configfile $prefix/grub.cfg\n",
+        early_config(marker)
     )
 }
 
@@ -394,7 +406,7 @@ pub fn write(
         efi_loader,
         mbr_code: boot_hybrid[..MBR_CODE].to_vec(),
         menu,
-        early,
+        esp_config: esp_config(&marker),
         marker: marker.clone(),
         marker_text,
     };
@@ -418,7 +430,7 @@ struct Parts {
     efi_loader: PathBuf,
     mbr_code: Vec<u8>,
     menu: String,
-    early: String,
+    esp_config: String,
     marker: String,
     marker_text: String,
 }
@@ -456,8 +468,8 @@ fn write_esp(
         },
         ExpectedFile {
             path: ESP_GRUB_CFG.into(),
-            size: parts.early.len() as u64,
-            content: Some(parts.early.as_bytes().to_vec()),
+            size: parts.esp_config.len() as u64,
+            content: Some(parts.esp_config.as_bytes().to_vec()),
         },
     ];
     let mut tree = Tree::new();
@@ -465,7 +477,7 @@ fn write_esp(
         .and_then(|()| {
             tree.insert(
                 ESP_GRUB_CFG,
-                Node::file(Content::bytes(parts.early.as_bytes())),
+                Node::file(Content::bytes(parts.esp_config.as_bytes())),
             )
         })
         .map_err(|e| esp_error(e.to_string()))?;
@@ -512,7 +524,11 @@ fn assemble(
         (INITRD, host_file(&parts.initrd)?, None),
         (SQUASHFS, host_file(&parts.squashfs)?, None),
         (BIOS_IMAGE, host_file(&parts.bios_image)?, None),
-        (GRUB_CFG, Content::bytes(parts.menu.as_bytes()), Some(&parts.menu)),
+        (
+            GRUB_CFG,
+            Content::bytes(parts.menu.as_bytes()),
+            Some(&parts.menu),
+        ),
         (
             parts.marker.as_str(),
             Content::bytes(parts.marker_text.as_bytes()),
@@ -811,8 +827,7 @@ pub fn verify(iso: &Path, layout: &IsoLayout) -> Result<(), IsoError> {
     let mut fat = hadris_fat::sync::FatFs::mount(esp_device, MountOptions::new().read_only())
         .map_err(|e| fail(format!("the EFI system partition is not FAT ({e})")))?;
     for file in &layout.esp_files {
-        check_file(&mut fat, file)
-            .map_err(|what| fail(format!("ESP {}: {what}", file.path)))?;
+        check_file(&mut fat, file).map_err(|what| fail(format!("ESP {}: {what}", file.path)))?;
     }
     Ok(())
 }
@@ -901,6 +916,131 @@ mod tests {
         assert!(check_label(&"A".repeat(33)).is_err());
     }
 
+    fn options() -> IsoOptions {
+        IsoOptions {
+            label: "SYNTH_LIVE".into(),
+            title: "synthetic".into(),
+            cmdline_extra: String::new(),
+            identity: "synthetic parts".into(),
+            mtime: 1_700_000_000,
+        }
+    }
+
+    /// Stand-ins for the GRUB images and the OS files: enough for the
+    /// layout and its read-back, which never run them.
+    fn synthetic_parts(dir: &Path) -> Parts {
+        let file = |name: &str, len: usize, seed: u8| {
+            let path = dir.join(name);
+            let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(seed)).collect();
+            std::fs::write(&path, bytes).unwrap();
+            path
+        };
+        let marker = ".ferry-0123456789abcdef".to_string();
+        Parts {
+            kernel: file("vmlinuz", 300_000, 3),
+            initrd: file("initrd.img", 200_001, 5),
+            squashfs: file("root.sqfs", 1_000_003, 7),
+            bios_image: file("eltorito.img", 30_000, 11),
+            efi_loader: file("BOOTX64.EFI", 400_000, 13),
+            mbr_code: (0..MBR_CODE).map(|i| (i % 251) as u8).collect(),
+            menu: grub::menu("t", "/live/vmlinuz", "/live/initrd.img", "boot=live"),
+            esp_config: esp_config(&marker),
+            marker,
+            marker_text: "synthetic\n".into(),
+        }
+    }
+
+    fn patch(path: &Path, at: u64, bytes: &[u8]) {
+        let file = File::options().write(true).open(path).unwrap();
+        file.write_all_at(bytes, at).unwrap();
+    }
+
+    #[test]
+    fn the_read_back_finds_what_was_written_and_catches_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = synthetic_parts(dir.path());
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let out = dir.path().join("live.iso");
+        let options = options();
+        let layout = assemble(
+            &parts,
+            &options,
+            &seeds(&options),
+            &out,
+            &work,
+            &ferry_oci::progress::NoProgress,
+        )
+        .unwrap();
+        assert!(!partial_path(&out).exists());
+        verify(&out, &layout).unwrap();
+        assert_eq!(layout.files.len(), 6);
+
+        // The GRUB core address boot_hybrid.img reads.
+        let mut mbr = [0u8; 512];
+        File::open(&out)
+            .unwrap()
+            .read_exact_at(&mut mbr, 0)
+            .unwrap();
+        let address = u64::from_le_bytes(mbr[0x1b0..0x1b8].try_into().unwrap());
+        assert_eq!(address % 4, 0, "a 2048-byte block, +4 sectors");
+        let good = std::fs::read(&out).unwrap();
+        patch(&out, 0x1b0, &(address - 4).to_le_bytes());
+        let err = verify(&out, &layout).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("the MBR loads sector {}", address - 4)),
+            "{err}"
+        );
+
+        // A byte of the ESP's BOOTX64.EFI... is not checked byte for byte,
+        // but a grub.cfg on the ESP that differs is.
+        std::fs::write(&out, &good).unwrap();
+        let cfg_at = good
+            .windows(parts.esp_config.len())
+            .position(|w| w == parts.esp_config.as_bytes())
+            .unwrap();
+        patch(&out, cfg_at as u64 + 2, b"#");
+        let err = verify(&out, &layout).unwrap_err().to_string();
+        assert!(
+            err.contains("ESP EFI/BOOT/grub.cfg: its bytes differ"),
+            "{err}"
+        );
+
+        // A file that lost its tail.
+        std::fs::write(&out, &good).unwrap();
+        let mut shorter = layout.clone();
+        shorter.files[2].size += 1;
+        let err = verify(&out, &shorter).unwrap_err().to_string();
+        assert!(
+            err.contains("/live/filesystem.squashfs: 1000003 bytes, expected 1000004"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_build_leaves_the_previous_output_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut parts = synthetic_parts(dir.path());
+        parts.squashfs = dir.path().join("missing.sqfs");
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let out = dir.path().join("live.iso");
+        std::fs::write(&out, b"the last good ISO").unwrap();
+        let options = options();
+        let err = assemble(
+            &parts,
+            &options,
+            &seeds(&options),
+            &out,
+            &work,
+            &ferry_oci::progress::NoProgress,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("missing.sqfs"), "{err}");
+        assert_eq!(std::fs::read(&out).unwrap(), b"the last good ISO");
+        assert!(!partial_path(&out).exists());
+    }
+
     #[test]
     fn seeds_follow_the_inputs_only() {
         let options = |identity: &str, mtime| IsoOptions {
@@ -914,7 +1054,10 @@ mod tests {
         let b = seeds(&options("debian-12@sha256:aa", 1));
         let c = seeds(&options("debian-12@sha256:ab", 1));
         let d = seeds(&options("debian-12@sha256:aa", 2));
-        assert_eq!((a.marker.clone(), a.fat_serial, a.gpt_seed), (b.marker, b.fat_serial, b.gpt_seed));
+        assert_eq!(
+            (a.marker.clone(), a.fat_serial, a.gpt_seed),
+            (b.marker, b.fat_serial, b.gpt_seed)
+        );
         assert_ne!(a.marker, c.marker);
         assert_ne!(a.marker, d.marker);
         assert_eq!(a.marker.len(), 16);

@@ -4,4 +4,5 @@
 //! the test overlay unit prints.
 
 mod fixture;
+mod iso;
 mod qemu;
