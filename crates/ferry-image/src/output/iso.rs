@@ -381,7 +381,7 @@ pub fn write(
     let boot_hybrid = grub.bios_file(rootfs, "boot_hybrid.img")?;
     if boot_hybrid.len() < MBR_CODE {
         return Err(IsoError::Grub(GrubError::Io {
-            path: "boot_hybrid.img".into(),
+            path: "/usr/lib/grub/i386-pc/boot_hybrid.img".into(),
             source: io::Error::new(io::ErrorKind::InvalidData, "shorter than 446 bytes"),
         }));
     }
@@ -502,8 +502,8 @@ fn write_esp(
     Ok((path, files))
 }
 
-/// Lays the parts out as the ISO, writes it at `<out>.partial`, patches
-/// the MBR's GRUB core address, reads it back and renames it to `out`.
+/// Writes the ESP, lays the parts out as the ISO and has
+/// [`write_verified`] write it, reporting progress.
 fn assemble(
     parts: &Parts,
     options: &IsoOptions,
@@ -566,12 +566,33 @@ fn assemble(
                 .with_appended(AppendedPartition::esp(host_file(&esp)?)),
         );
     let planned = hadris_iso::plan(&tree, &iso_options).map_err(|e| write_error(e.to_string()))?;
-    let bios_block = planned
-        .extents(format!("/{BIOS_IMAGE}"))
-        .and_then(|e| e.first())
-        .map(|e| e.offset() / ISO_BLOCK)
-        .ok_or_else(|| write_error("the plan places no BIOS boot image".into()))?;
+    let layout = IsoLayout {
+        label: options.label.clone(),
+        files,
+        esp_files,
+        mbr_code: parts.mbr_code.clone(),
+    };
+    let id = "iso";
+    progress.start(id, "live ISO", Some(planned.size()));
+    let device_progress = DeviceProgress { progress, id };
+    let result = write_verified(&tree, &iso_options, &layout, out, device_progress);
+    progress.finish(id, if result.is_ok() { "verified" } else { "failed" });
+    result.map(|()| layout)
+}
 
+/// Writes the ISO at `<out>.partial`, patches the MBR's GRUB core
+/// address, reads it back and renames it to `out`.
+fn write_verified(
+    tree: &Tree,
+    iso_options: &hadris_iso::IsoOptions,
+    layout: &IsoLayout,
+    out: &Path,
+    progress: DeviceProgress<'_>,
+) -> Result<(), IsoError> {
+    let write_error = |message: String| IsoError::Write {
+        path: out.to_owned(),
+        message,
+    };
     let partial = partial_path(out);
     let guard = RemoveOnDrop(&partial);
     let file = File::options()
@@ -581,19 +602,21 @@ fn assemble(
         .truncate(true)
         .open(&partial)
         .map_err(io_error(&partial))?;
-    let id = "iso";
-    progress.start(id, "live ISO", Some(planned.size()));
     let device = Counted {
         inner: FileDevice::new(file.try_clone().map_err(io_error(&partial))?)
             .map_err(io_error(&partial))?,
         progress,
-        id,
     };
-    let written = hadris_iso::sync::write(device, &tree, &iso_options).map_err(|e| {
-        progress.finish(id, "failed");
-        write_error(e.to_string())
-    })?;
-    debug_assert_eq!(written.size(), planned.size());
+    let written = hadris_iso::sync::write(device, tree, iso_options)
+        .map_err(|e| write_error(e.to_string()))?;
+    for warning in written.warnings() {
+        tracing::warn!("{}: {warning}", out.display());
+    }
+    let bios_block = written
+        .extents(format!("/{BIOS_IMAGE}"))
+        .and_then(|e| e.first())
+        .map(|e| e.offset() / ISO_BLOCK)
+        .ok_or_else(|| write_error("hadris-iso placed no BIOS boot image".into()))?;
     // `xorriso --grub2-mbr`: the address of the core image's first sector
     // (after the 4 sectors of cdboot.img), for boot_hybrid.img.
     file.write_all_at(&(bios_block * 4 + 4).to_le_bytes(), MBR_CORE_ADDRESS as u64)
@@ -601,22 +624,13 @@ fn assemble(
         .map_err(io_error(&partial))?;
     drop(file);
 
-    let layout = IsoLayout {
-        label: options.label.clone(),
-        files,
-        esp_files,
-        mbr_code: parts.mbr_code.clone(),
-    };
-    if let Err(e) = verify(&partial, &layout) {
-        progress.finish(id, "failed");
-        return Err(match e {
-            IsoError::Verify { what, .. } => IsoError::Verify {
-                path: out.to_owned(),
-                what,
-            },
-            other => other,
-        });
-    }
+    verify(&partial, layout).map_err(|e| match e {
+        IsoError::Verify { what, .. } => IsoError::Verify {
+            path: out.to_owned(),
+            what,
+        },
+        other => other,
+    })?;
     std::fs::rename(&partial, out).map_err(io_error(out))?;
     std::mem::forget(guard);
     let dir = match out.parent() {
@@ -625,9 +639,7 @@ fn assemble(
     };
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))?;
-    progress.finish(id, "verified");
-    Ok(layout)
+        .map_err(io_error(dir))
 }
 
 /// `<out>.partial`, where the ISO is until it passed its read-back.
@@ -646,11 +658,17 @@ impl Drop for RemoveOnDrop<'_> {
     }
 }
 
+/// Where [`Counted`] reports.
+#[derive(Clone, Copy)]
+struct DeviceProgress<'p> {
+    progress: &'p dyn Progress,
+    id: &'p str,
+}
+
 /// A block device that reports every write as progress.
 struct Counted<'p, D> {
     inner: D,
-    progress: &'p dyn Progress,
-    id: &'p str,
+    progress: DeviceProgress<'p>,
 }
 
 impl<D: hadris_io::ErrorType> hadris_io::ErrorType for Counted<'_, D> {
@@ -688,7 +706,9 @@ impl<D: BlockDevice> BlockDevice for Counted<'_, D> {
         buf: &[u8],
     ) -> Result<(), hadris_io::Error<D::Error>> {
         self.inner.write_blocks(first, buf)?;
-        self.progress.advance(self.id, buf.len() as u64);
+        self.progress
+            .progress
+            .advance(self.progress.id, buf.len() as u64);
         Ok(())
     }
 
@@ -955,6 +975,22 @@ mod tests {
         file.write_all_at(bytes, at).unwrap();
     }
 
+    /// The progress events of one task: total, bytes advanced, outcome.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<(Option<u64>, u64, String)>);
+
+    impl Progress for Recorder {
+        fn start(&self, _: &str, _: &str, total: Option<u64>) {
+            self.0.lock().unwrap().0 = total;
+        }
+        fn advance(&self, _: &str, bytes: u64) {
+            self.0.lock().unwrap().1 += bytes;
+        }
+        fn finish(&self, _: &str, outcome: &str) {
+            self.0.lock().unwrap().2 = outcome.to_string();
+        }
+    }
+
     #[test]
     fn the_read_back_finds_what_was_written_and_catches_damage() {
         let dir = tempfile::tempdir().unwrap();
@@ -963,16 +999,14 @@ mod tests {
         std::fs::create_dir(&work).unwrap();
         let out = dir.path().join("live.iso");
         let options = options();
-        let layout = assemble(
-            &parts,
-            &options,
-            &seeds(&options),
-            &out,
-            &work,
-            &ferry_oci::progress::NoProgress,
-        )
-        .unwrap();
+        let progress = Recorder::default();
+        let layout = assemble(&parts, &options, &seeds(&options), &out, &work, &progress).unwrap();
         assert!(!partial_path(&out).exists());
+        let size = std::fs::metadata(&out).unwrap().len();
+        assert_eq!(
+            *progress.0.lock().unwrap(),
+            (Some(size), size, "verified".to_string())
+        );
         verify(&out, &layout).unwrap();
         assert_eq!(layout.files.len(), 6);
 
