@@ -26,7 +26,7 @@
 //! - **UEFI, USB**: a GPT lists the same ESP (stored once), so the
 //!   firmware finds it as on any disk.
 //! - **BIOS, USB**: the MBR boot code is the image's GRUB
-//!   `boot_hybrid.img`, patched as `xorriso --grub2-mbr` does (xorriso(1):
+//!   `boot_hybrid.img`, patched as `xorriso --grub2-mbr` does (xorrisofs(1):
 //!   "the content start address of the first boot image is converted to a
 //!   count of 512 byte blocks, and an offset of 4 is added. The result is
 //!   written as 64 bit little-endian number to byte address 0x1b0"): it
