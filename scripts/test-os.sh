@@ -31,7 +31,9 @@ rm -f "$tmp"
 trap 'rm -f "$tmp"' EXIT
 
 # Kernel module directories a QEMU/vSphere VM needs; the rest is dropped.
-keep_modules='kernel/fs kernel/lib kernel/crypto kernel/arch kernel/drivers/block kernel/drivers/scsi kernel/drivers/ata kernel/drivers/cdrom kernel/drivers/virtio kernel/drivers/net/virtio_net.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/ethernet/intel kernel/drivers/net/vmxnet3 kernel/drivers/usb/storage kernel/drivers/usb/host kernel/drivers/usb/core kernel/drivers/usb/common kernel/drivers/message kernel/drivers/firmware kernel/drivers/char kernel/drivers/input kernel/drivers/hid kernel/drivers/md kernel/net/core kernel/net/ipv4 kernel/net/ipv6 kernel/net/packet kernel/net/unix kernel/net/netfilter kernel/net/bridge kernel/net/802 kernel/net/llc kernel/drivers/nvme kernel/drivers/tty'
+# kernel/block holds t10-pi, without which sd_mod (USB sticks, SCSI disks)
+# does not load.
+keep_modules='kernel/fs kernel/lib kernel/crypto kernel/arch kernel/block kernel/drivers/block kernel/drivers/scsi kernel/drivers/ata kernel/drivers/cdrom kernel/drivers/virtio kernel/drivers/net/virtio_net.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/ethernet/intel kernel/drivers/net/vmxnet3 kernel/drivers/usb/storage kernel/drivers/usb/host kernel/drivers/usb/core kernel/drivers/usb/common kernel/drivers/message kernel/drivers/firmware kernel/drivers/char kernel/drivers/input kernel/drivers/hid kernel/drivers/md kernel/net/core kernel/net/ipv4 kernel/net/ipv6 kernel/net/packet kernel/net/unix kernel/net/netfilter kernel/net/bridge kernel/net/802 kernel/net/llc kernel/drivers/nvme kernel/drivers/tty'
 
 SOURCE_DATE_EPOCH=1700000000 mmdebstrap --mode=root --variant=minbase --format=tar \
     --include="$PACKAGES" \

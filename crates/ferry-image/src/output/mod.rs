@@ -1,4 +1,9 @@
+//! The output writers: each turns the [`crate::rootfs::Rootfs`] (and what
+//! the other writers made from it) into one artifact, reads it back, and
+//! only then puts it under its final name.
+
 pub mod atomic;
+pub mod iso;
 pub mod netboot;
 pub mod ova;
 pub mod ovf;

@@ -4,5 +4,6 @@
 //! the test overlay unit prints.
 
 mod fixture;
+mod iso;
 mod qemu;
 mod vdisk;
