@@ -17,6 +17,7 @@ pub mod artifacts;
 pub mod boot;
 pub mod customize;
 pub mod import;
+pub mod output;
 pub mod rootfs;
 pub mod source;
 pub mod spec;
