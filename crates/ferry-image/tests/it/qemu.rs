@@ -125,7 +125,10 @@ fn run(
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
     let started = Instant::now();
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Firmware and GRUB write code page 437 box drawing to the serial
+    // console, which is not UTF-8: read the log lossily, not as a string.
+    let read_log =
+        || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
     loop {
         let text = read_log();
         if text.contains(marker) {
