@@ -407,7 +407,7 @@ fn walk(
     let mut done = 0u64;
     for (path, id, node) in tree.iter() {
         done += 1;
-        if done % 4096 == 0 {
+        if done.is_multiple_of(4096) {
             progress.advance(task, 4096);
         }
         let Some(parent) = path.parent() else {

@@ -81,7 +81,7 @@ pub fn encode(xattrs: &BTreeMap<String, Vec<u8>>) -> Result<Encoded, BadAcl> {
             out.skipped.push(full.clone());
             continue;
         };
-        let name = full[prefix.len()..].as_bytes().to_vec();
+        let name = full.as_bytes()[prefix.len()..].to_vec();
         let value = if index == &ACL_ACCESS || index == &ACL_DEFAULT {
             if !name.is_empty() {
                 out.skipped.push(full.clone());
@@ -180,7 +180,7 @@ fn hash(name: &[u8], value: &[u8]) -> u32 {
 /// the classes without an id and 8-byte ones for named users and
 /// groups).
 fn acl_to_ext4(value: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if value.len() < 4 || (value.len() - 4) % 8 != 0 {
+    if value.len() < 4 || !(value.len() - 4).is_multiple_of(8) {
         return Err("its length is not 4 + 8n bytes");
     }
     if u32::from_le_bytes(value[..4].try_into().expect("4 bytes")) != 2 {
