@@ -16,7 +16,7 @@ use std::time::Duration;
 use ferry_image::boot::kernel;
 use ferry_image::output::disk::ext4::{self, Ext4Error, Params};
 use ferry_image::output::disk::{self, DiskError, DiskOptions, DiskReport};
-use ferry_image::rootfs::{Kind, Meta, Rootfs};
+use ferry_image::rootfs::{Kind, Meta, Rootfs, Tree};
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::NoProgress;
 
@@ -274,6 +274,8 @@ struct Built {
     _dir: tempfile::TempDir,
     disk: PathBuf,
     report: DiskReport,
+    /// The tree the disk holds (the boot files added).
+    tree: Tree,
 }
 
 fn options(size: Option<u64>) -> DiskOptions {
@@ -286,7 +288,7 @@ fn options(size: Option<u64>) -> DiskOptions {
     }
 }
 
-fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport), DiskError> {
+fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport, Tree), DiskError> {
     let mut rootfs = fixture::debian_rootfs(&dir.join("stage"), MTIME);
     let kernel = kernel::find(rootfs.tree()).unwrap();
     let work = dir.join("work");
@@ -302,18 +304,19 @@ fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport), 
     )?;
     // The stage is not needed any more; the disk is.
     std::fs::remove_dir_all(dir.join("stage")).unwrap();
-    Ok((out, report))
+    Ok((out, report, rootfs.tree().clone()))
 }
 
 fn debian_disk() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let (disk, report) = build_debian(dir.path(), None).unwrap();
+        let (disk, report, tree) = build_debian(dir.path(), None).unwrap();
         Built {
             _dir: dir,
             disk,
             report,
+            tree,
         }
     })
 }
@@ -395,11 +398,60 @@ fn debian_disk_passes_sgdisk_fsck_fat_and_e2fsck() {
     );
 }
 
+/// `disk::verify` on a copy of the Debian disk with one thing changed.
+fn verify_altered(alter: impl FnOnce(&Path)) -> DiskError {
+    let built = debian_disk();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("altered.raw");
+    std::fs::copy(&built.disk, &copy).unwrap();
+    disk::verify(&copy, &built.tree, &built.report, &NoProgress).unwrap();
+    alter(&copy);
+    disk::verify(&copy, &built.tree, &built.report, &NoProgress).unwrap_err()
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    file.read_exact_at(&mut b, offset).unwrap();
+    file.write_all_at(&[b[0] ^ 0x40], offset).unwrap();
+}
+
+#[test]
+fn the_read_back_catches_a_damaged_gpt_core_img_or_inode() {
+    let size = debian_disk().report.size;
+    // A byte of the backup GPT header (the disk's last sector).
+    let err = verify_altered(|p| flip_byte(p, size - 512 + 20));
+    assert!(
+        err.to_string().contains("Backup GPT copy is damaged"),
+        "{err}"
+    );
+    // A byte of core.img past its first sector.
+    let err = verify_altered(|p| flip_byte(p, MIB + 1000));
+    assert!(matches!(err, DiskError::BiosCheck(_)), "{err}");
+    // /etc/shadow made world-readable behind ferry's back.
+    let err = verify_altered(|p| {
+        run(Command::new("debugfs")
+            .arg("-w")
+            .arg("-R")
+            .arg("set_inode_field /etc/shadow mode 0100644")
+            .arg(format!("{}?offset={}", p.display(), 130 * MIB)));
+    });
+    assert_eq!(
+        err.to_string(),
+        "/etc/shadow: the ext4 filesystem read back differs from the image: mode 100644, expected 100640"
+    );
+}
+
 #[test]
 fn debian_disk_is_reproducible() {
     let built = debian_disk();
     let dir = tempfile::tempdir().unwrap();
-    let (again, report) = build_debian(dir.path(), None).unwrap();
+    let (again, report, _) = build_debian(dir.path(), None).unwrap();
     assert_eq!(report.root_uuid, built.report.root_uuid);
     assert_eq!(sha256(&again), sha256(&built.disk));
 }

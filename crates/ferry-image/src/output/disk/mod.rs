@@ -406,6 +406,8 @@ pub fn write(
         mtime: options.mtime,
     };
     match ext4::mke2fs(rootfs.stage().root(), &partial.path, work, &params) {
+        // The estimate fell short of what mke2fs allocated (it errs on
+        // the large side, so this is rare): ask for a tenth more content.
         Err(Ext4Error::NoSpace { .. }) => {
             progress.finish(task, "failed");
             return Err(DiskError::TooSmall {

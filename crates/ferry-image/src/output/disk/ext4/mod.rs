@@ -599,32 +599,32 @@ fn encode_device(raw: &mut [u8], major: u32, minor: u32) {
 
 /// The fields where `found` differs from `want`, for an error message.
 fn describe(found: &[u8], want: &[u8]) -> String {
-    let fields: [(&str, usize, usize); 9] = [
+    let fields: [(&str, usize, usize); 8] = [
         ("mode", inode::MODE, 2),
         ("uid", inode::UID, 2),
-        ("uid (high)", inode::UID_HIGH, 2),
+        ("uid (high half)", inode::UID_HIGH, 2),
         ("gid", inode::GID, 2),
-        ("gid (high)", inode::GID_HIGH, 2),
+        ("gid (high half)", inode::GID_HIGH, 2),
         ("mtime", inode::MTIME, 4),
         ("flags", inode::FLAGS, 4),
         ("device or extents", inode::BLOCK, inode::BLOCK_LEN),
-        ("checksum", inode::CHECKSUM_LO, 2),
     ];
     let differs: Vec<String> = fields
         .iter()
         .filter(|(_, at, len)| found[*at..at + len] != want[*at..at + len])
-        .map(|(name, at, len)| match len {
-            2 => format!(
-                "{name} {:#o}, expected {:#o}",
+        .map(|(name, at, len)| match (*name, len) {
+            ("mode", _) => format!(
+                "mode {:o}, expected {:o}",
                 le16(found, *at),
                 le16(want, *at)
             ),
-            4 => format!("{name} {}, expected {}", le32(found, *at), le32(want, *at)),
+            (_, 2) => format!("{name} {}, expected {}", le16(found, *at), le16(want, *at)),
+            (_, 4) => format!("{name} {}, expected {}", le32(found, *at), le32(want, *at)),
             _ => name.to_string(),
         })
         .collect();
     if differs.is_empty() {
-        "times, xattrs or checksums".to_string()
+        "times, xattrs or the inode checksum".to_string()
     } else {
         differs.join("; ")
     }
