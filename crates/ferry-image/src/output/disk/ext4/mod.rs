@@ -78,6 +78,10 @@ pub enum Ext4Error {
         "mke2fs was not found on the build host (looked in PATH, /usr/sbin, /sbin): install e2fsprogs"
     )]
     NoMke2fs,
+    #[error(
+        "the build host's mke2fs is e2fsprogs {found}; 1.47.0 or later is needed (its -d sorts directories, for reproducible output, and it has assume_storage_prezeroed)"
+    )]
+    OldMke2fs { found: String },
     #[error("running mke2fs: {0}")]
     Spawn(#[source] std::io::Error),
     #[error("mke2fs ran out of space in the root filesystem: {stderr}")]
@@ -177,10 +181,37 @@ pub fn uuid_string(u: &[u8; 16]) -> String {
     )
 }
 
+/// Checks the e2fsprogs version `mke2fs -V` reports (`mke2fs 1.47.0
+/// (5-Feb-2023)`): 1.46 reads directories in the host filesystem's order.
+fn check_mke2fs_version(program: &Path) -> Result<(), Ext4Error> {
+    let output = Command::new(program)
+        .env_clear()
+        .arg("-V")
+        .output()
+        .map_err(Ext4Error::Spawn)?;
+    let text = String::from_utf8_lossy(&output.stderr);
+    let version = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let parts: Vec<u32> = version.split('.').map_while(|p| p.parse().ok()).collect();
+    if parts.is_empty() {
+        return Err(Ext4Error::OldMke2fs {
+            found: format!("of unknown version ({})", text.trim()),
+        });
+    }
+    if parts < vec![1, 47] {
+        return Err(Ext4Error::OldMke2fs { found: version });
+    }
+    Ok(())
+}
+
 /// Runs `mke2fs -d stage` into `disk` at `params.offset`. `work` holds
 /// its configuration file.
 pub fn mke2fs(stage: &Path, disk: &Path, work: &Path, params: &Params) -> Result<(), Ext4Error> {
     let program = find_mke2fs()?;
+    check_mke2fs_version(&program)?;
     let conf = work.join("mke2fs.conf");
     std::fs::write(&conf, MKE2FS_CONF).map_err(Ext4Error::Spawn)?;
     let extended = format!(
@@ -627,5 +658,35 @@ fn describe(found: &[u8], want: &[u8]) -> String {
         "times, xattrs or the inode checksum".to_string()
     } else {
         differs.join("; ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_mke2fs_older_than_1_47_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = |version: &str| {
+            let path = dir.path().join(format!("mke2fs-{version}"));
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\necho 'mke2fs {version} (30-Dec-2021)' >&2\n"),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            path
+        };
+        let err = check_mke2fs_version(&fake("1.46.5")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the build host's mke2fs is e2fsprogs 1.46.5; 1.47.0 or later"),
+            "{err}"
+        );
+        check_mke2fs_version(&fake("1.47.0")).unwrap();
+        check_mke2fs_version(&fake("1.48")).unwrap();
+        check_mke2fs_version(&find_mke2fs().unwrap()).unwrap();
     }
 }
