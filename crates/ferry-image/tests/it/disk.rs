@@ -16,7 +16,7 @@ use std::time::Duration;
 use ferry_image::boot::kernel;
 use ferry_image::output::disk::ext4::{self, Ext4Error, Params};
 use ferry_image::output::disk::{self, DiskError, DiskOptions, DiskReport};
-use ferry_image::rootfs::{Kind, Meta, Rootfs, Tree};
+use ferry_image::rootfs::{Kind, Meta, Rootfs};
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::NoProgress;
 
@@ -124,6 +124,10 @@ fn synthetic(stage: &Path, reverse: bool) -> Rootfs {
     )
     .unwrap();
     r.hard_link(p("bin/su-again"), p("bin/su")).unwrap();
+    // Several extents' worth and more than one compared chunk.
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    r.file(p("bin/busybox"), meta(0o755, 0, 0), &mut &data[..])
+        .unwrap();
     r.symlink(p("bin/sh"), p("busybox"), meta(0o777, 0, 0))
         .unwrap();
     let long = "/usr/lib/x86_64-linux-gnu/a-target-longer-than-sixty-bytes/libsomething.so.1";
@@ -188,7 +192,7 @@ fn ext4_fixup_sets_what_the_stage_cannot_hold() {
     let tree = rootfs.tree();
 
     // What mke2fs alone made is not the image: the read-back says so.
-    let err = ext4::check(&file, params.offset, tree, &NoProgress, "t").unwrap_err();
+    let err = ext4::check(&file, params.offset, &rootfs, &NoProgress, "t").unwrap_err();
     assert!(matches!(err, Ext4Error::Differs { .. }), "{err}");
 
     let stats = ext4::fix_up(&file, params.offset, tree, &NoProgress, "t").unwrap();
@@ -199,7 +203,7 @@ fn ext4_fixup_sets_what_the_stage_cannot_hold() {
         "{:?}",
         stats.skipped_xattrs
     );
-    ext4::check(&file, params.offset, tree, &NoProgress, "t").unwrap();
+    ext4::check(&file, params.offset, &rootfs, &NoProgress, "t").unwrap();
     drop(file);
     e2fsck(&image, MIB);
 
@@ -257,7 +261,22 @@ fn ext4_fixup_sets_what_the_stage_cannot_hold() {
     let big = debugfs(&indexed, MIB, "stat /big");
     assert!(big.contains("Flags: 0x81000"), "not indexed: {big}");
     let file = File::open(&indexed).unwrap();
-    ext4::check(&file, MIB, tree, &NoProgress, "t").unwrap();
+    ext4::check(&file, MIB, &rootfs, &NoProgress, "t").unwrap();
+
+    // A byte of a file's content changed: the read-back names the file
+    // and the byte.
+    let bmap = debugfs(&indexed, MIB, "bmap /bin/busybox 500");
+    let block: u64 = bmap.lines().find_map(|l| l.trim().parse().ok()).unwrap();
+    flip_byte(&indexed, MIB + block * 4096 + 17);
+    let file = File::open(&indexed).unwrap();
+    let err = ext4::check(&file, MIB, &rootfs, &NoProgress, "t").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "/bin/busybox: the ext4 filesystem read back differs from the image: content differs from the staged copy at byte {}",
+            500 * 4096 + 17
+        )
+    );
 
     // The same tree made in another order, staged elsewhere: same bytes.
     let dir2 = tempfile::tempdir().unwrap();
@@ -274,8 +293,8 @@ struct Built {
     _dir: tempfile::TempDir,
     disk: PathBuf,
     report: DiskReport,
-    /// The tree the disk holds (the boot files added).
-    tree: Tree,
+    /// What the disk holds (the boot files added).
+    rootfs: Rootfs,
 }
 
 fn options(size: Option<u64>) -> DiskOptions {
@@ -288,7 +307,7 @@ fn options(size: Option<u64>) -> DiskOptions {
     }
 }
 
-fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport, Tree), DiskError> {
+fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport, Rootfs), DiskError> {
     let mut rootfs = fixture::debian_rootfs(&dir.join("stage"), MTIME);
     let kernel = kernel::find(rootfs.tree()).unwrap();
     let work = dir.join("work");
@@ -302,21 +321,19 @@ fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport, T
         &work,
         &NoProgress,
     )?;
-    // The stage is not needed any more; the disk is.
-    std::fs::remove_dir_all(dir.join("stage")).unwrap();
-    Ok((out, report, rootfs.tree().clone()))
+    Ok((out, report, rootfs))
 }
 
 fn debian_disk() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let (disk, report, tree) = build_debian(dir.path(), None).unwrap();
+        let (disk, report, rootfs) = build_debian(dir.path(), None).unwrap();
         Built {
             _dir: dir,
             disk,
             report,
-            tree,
+            rootfs,
         }
     })
 }
@@ -404,9 +421,9 @@ fn verify_altered(alter: impl FnOnce(&Path)) -> DiskError {
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("altered.raw");
     std::fs::copy(&built.disk, &copy).unwrap();
-    disk::verify(&copy, &built.tree, &built.report, &NoProgress).unwrap();
+    disk::verify(&copy, &built.rootfs, &built.report, &NoProgress).unwrap();
     alter(&copy);
-    disk::verify(&copy, &built.tree, &built.report, &NoProgress).unwrap_err()
+    disk::verify(&copy, &built.rootfs, &built.report, &NoProgress).unwrap_err()
 }
 
 fn flip_byte(path: &Path, offset: u64) {
@@ -422,7 +439,7 @@ fn flip_byte(path: &Path, offset: u64) {
 }
 
 #[test]
-fn the_read_back_catches_a_damaged_gpt_core_img_or_inode() {
+fn the_read_back_catches_a_damaged_gpt_core_img_inode_or_file() {
     let size = debian_disk().report.size;
     // A byte of the backup GPT header (the disk's last sector).
     let err = verify_altered(|p| flip_byte(p, size - 512 + 20));
@@ -444,6 +461,17 @@ fn the_read_back_catches_a_damaged_gpt_core_img_or_inode() {
     assert_eq!(
         err.to_string(),
         "/etc/shadow: the ext4 filesystem read back differs from the image: mode 100644, expected 100640"
+    );
+    // A byte of /etc/passwd's content.
+    let err = verify_altered(|p| {
+        let root = 130 * MIB;
+        let bmap = debugfs(p, root, "bmap /etc/passwd 0");
+        let block: u64 = bmap.lines().find_map(|l| l.trim().parse().ok()).unwrap();
+        flip_byte(p, root + block * 4096 + 5);
+    });
+    assert_eq!(
+        err.to_string(),
+        "/etc/passwd: the ext4 filesystem read back differs from the image: content differs from the staged copy at byte 5"
     );
 }
 

@@ -43,7 +43,7 @@ use sha2::{Digest, Sha256};
 
 use crate::boot::grub::{self, Grub, GrubError, Platform, Target};
 use crate::boot::kernel::Kernel;
-use crate::rootfs::{Meta, Rootfs, RootfsError, Tree};
+use crate::rootfs::{Meta, Rootfs, RootfsError};
 use bios::BiosError;
 use esp::{EspError, EspFiles};
 use ext4::{Ext4Error, FixupStats};
@@ -452,7 +452,7 @@ pub fn write(
         core,
         esp: esp_files,
     };
-    verify(&partial.path, tree, &report, progress)?;
+    verify(&partial.path, rootfs, &report, progress)?;
     std::fs::rename(&partial.path, out).map_err(io_err(out))?;
     partial.committed = true;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -466,11 +466,11 @@ pub fn write(
 /// Reads disk file `path` back against what [`write`] reported: both GPT
 /// copies and the protective MBR with its boot code, `core.img` in the
 /// BIOS boot partition with its block list, the ESP (checked, every file
-/// read back), and every path of `tree` in the ext4 root with its kind,
-/// mode, owner, times, device and xattrs.
+/// read back), and every path of the rootfs in the ext4 root with its
+/// kind, mode, owner, times, device, xattrs and content.
 pub fn verify(
     path: &Path,
-    tree: &Tree,
+    rootfs: &Rootfs,
     report: &DiskReport,
     progress: &dyn Progress,
 ) -> Result<(), DiskError> {
@@ -512,8 +512,8 @@ pub fn verify(
 
     let (root_offset, _) = gpt::extent(&report.table, gpt::ROOT);
     let task = "disk:verify";
-    progress.start(task, "disk: reading back", Some(tree.len() as u64));
-    let checked = ext4::check(&file, root_offset, tree, progress, task);
+    progress.start(task, "disk: reading back", Some(rootfs.tree().len() as u64));
+    let checked = ext4::check(&file, root_offset, rootfs, progress, task);
     progress.finish(
         task,
         if checked.is_ok() {

@@ -274,12 +274,12 @@ impl<'f> Ext4<'f> {
         }
     }
 
-    /// The physical blocks of an extent-mapped inode, in logical order.
-    pub fn blocks(&self, ino: u32, raw: &[u8]) -> Result<Vec<u64>, FormatError> {
+    /// The extents of an extent-mapped inode, in logical order.
+    pub fn extents(&self, ino: u32, raw: &[u8]) -> Result<Vec<Extent>, FormatError> {
         let flags = le32(raw, inode::FLAGS);
         if flags & EXTENTS_FL == 0 {
             return Err(FormatError::Corrupt {
-                what: "directory without extents",
+                what: "inode without extents",
                 ino,
             });
         }
@@ -290,6 +290,7 @@ impl<'f> Ext4<'f> {
             &mut out,
             0,
         )?;
+        out.sort_by_key(|e| e.logical);
         Ok(out)
     }
 
@@ -299,7 +300,7 @@ impl<'f> Ext4<'f> {
         &self,
         ino: u32,
         node: &[u8],
-        out: &mut Vec<u64>,
+        out: &mut Vec<Extent>,
         level: u32,
     ) -> Result<(), FormatError> {
         let corrupt = || FormatError::Corrupt {
@@ -316,17 +317,24 @@ impl<'f> Ext4<'f> {
         }
         for e in node[12..12 + entries * 12].chunks(12) {
             if depth == 0 {
-                let mut len = u64::from(le16(e, 4));
+                let raw_len = u64::from(le16(e, 4));
                 // Above 32768 the extent is preallocated and unwritten
-                // (reads as zeros); directories never have such extents.
-                if len > 32768 {
-                    len -= 32768;
-                }
-                let start = (u64::from(le16(e, 6)) << 32) | u64::from(le32(e, 8));
-                if start + len > self.blocks_count {
+                // (it reads as zeros).
+                let (len, unwritten) = if raw_len > 32768 {
+                    (raw_len - 32768, true)
+                } else {
+                    (raw_len, false)
+                };
+                let physical = (u64::from(le16(e, 6)) << 32) | u64::from(le32(e, 8));
+                if physical + len > self.blocks_count {
                     return Err(corrupt());
                 }
-                out.extend(start..start + len);
+                out.push(Extent {
+                    logical: u64::from(le32(e, 0)),
+                    physical,
+                    len,
+                    unwritten,
+                });
             } else {
                 let leaf = (u64::from(le16(e, 8)) << 32) | u64::from(le32(e, 4));
                 if leaf >= self.blocks_count {
@@ -336,6 +344,13 @@ impl<'f> Ext4<'f> {
                 self.extent_node(ino, &child, out, level + 1)?;
             }
         }
+        Ok(())
+    }
+
+    /// Reads `buf.len()` bytes from byte `offset` of block `block` on.
+    pub fn read_at(&self, block: u64, offset: u64, buf: &mut [u8]) -> Result<(), FormatError> {
+        self.file
+            .read_exact_at(buf, self.base + block * self.block_size + offset)?;
         Ok(())
     }
 
@@ -374,6 +389,17 @@ impl<'f> Ext4<'f> {
             put32(block, at + 8, csum);
         }
     }
+}
+
+/// A run of an inode's blocks (`struct ext4_extent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// First logical block of the file it maps.
+    pub logical: u64,
+    pub physical: u64,
+    pub len: u64,
+    /// Allocated but never written: reads as zeros.
+    pub unwritten: bool,
 }
 
 /// One name in a directory block.

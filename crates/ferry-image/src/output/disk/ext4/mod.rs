@@ -40,13 +40,14 @@ pub mod xattr;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_oci::progress::Progress;
 
 use crate::rootfs::tree::{Inode, Kind, display};
-use crate::rootfs::{InodeId, Tree};
+use crate::rootfs::{InodeId, Rootfs, Stage, Tree};
 use format::{Ext4, FormatError, file_type, inode, le16, le32, put16, put32};
 
 pub const BLOCK_SIZE: u64 = 4096;
@@ -345,20 +346,30 @@ pub fn fix_up(
     progress: &dyn Progress,
     task: &str,
 ) -> Result<FixupStats, Ext4Error> {
-    walk(file, base, tree, Mode::Fix, progress, task)
+    walk(file, base, tree, None, Mode::Fix, progress, task)
 }
 
-/// Reads the filesystem back: every path of `tree` must be there with
-/// its kind, mode, owner, times, device and xattrs, checksums right, and
-/// nothing else (but `lost+found`).
+/// Reads the filesystem back: every path of the rootfs must be there
+/// with its kind, mode, owner, times, device and xattrs, checksums
+/// right, every regular file's bytes and every symlink's target as
+/// staged, and nothing else (but `lost+found`).
 pub fn check(
     file: &File,
     base: u64,
-    tree: &Tree,
+    rootfs: &Rootfs,
     progress: &dyn Progress,
     task: &str,
 ) -> Result<(), Ext4Error> {
-    walk(file, base, tree, Mode::Check, progress, task).map(drop)
+    walk(
+        file,
+        base,
+        rootfs.tree(),
+        Some(rootfs.stage()),
+        Mode::Check,
+        progress,
+        task,
+    )
+    .map(drop)
 }
 
 /// A directory being walked: its entries by name, and its blocks, kept
@@ -377,7 +388,11 @@ const ROOT_INO: u32 = 2;
 
 fn open_dir(fs: &Ext4<'_>, path: &Path, ino: u32) -> Result<OpenDir, Ext4Error> {
     let raw = fs.read_inode(ino)?;
-    let blocks = fs.blocks(ino, &raw)?;
+    let blocks: Vec<u64> = fs
+        .extents(ino, &raw)?
+        .iter()
+        .flat_map(|e| e.physical..e.physical + e.len)
+        .collect();
     let mut data = Vec::with_capacity(blocks.len());
     let mut names = HashMap::new();
     for (index, block) in blocks.iter().enumerate() {
@@ -426,6 +441,7 @@ fn walk(
     file: &File,
     base: u64,
     tree: &Tree,
+    stage: Option<&Stage>,
     mode: Mode,
     progress: &dyn Progress,
     task: &str,
@@ -491,6 +507,9 @@ fn walk(
             }
         }
         patch_inode(&fs, entry.ino, path, node, mode, &mut stats)?;
+        if let Some(stage) = stage {
+            check_content(&fs, entry.ino, path, node, stage)?;
+        }
         if node.kind.is_dir() {
             stack.push(open_dir(&fs, path, entry.ino)?);
         }
@@ -600,6 +619,122 @@ fn patch_inode(
             path: shown(),
             what: describe(&raw, &want),
         }),
+    }
+}
+
+/// Compares a regular file's bytes with its staged copy (holes and
+/// unwritten extents read as zeros), or a symlink's target with the
+/// tree's, streaming a chunk at a time.
+fn check_content(
+    fs: &Ext4<'_>,
+    ino: u32,
+    path: &Path,
+    node: &Inode,
+    stage: &Stage,
+) -> Result<(), Ext4Error> {
+    let differs = |what: String| Ext4Error::Differs {
+        path: display(path),
+        what,
+    };
+    let raw = fs.read_inode(ino)?;
+    let size =
+        u64::from(le32(&raw, inode::SIZE_LO)) | (u64::from(le32(&raw, inode::SIZE_HIGH)) << 32);
+    match &node.kind {
+        Kind::Symlink { target } => {
+            let want = target.as_os_str().as_encoded_bytes();
+            if size >= fs.block_size {
+                return Err(differs(format!("symlink of {size} bytes")));
+            }
+            let len = size as usize;
+            let mut got = vec![0u8; len];
+            if le32(&raw, inode::FLAGS) & format::EXTENTS_FL == 0 && len < inode::BLOCK_LEN {
+                // A fast symlink: the target is in i_block.
+                got.copy_from_slice(&raw[inode::BLOCK..inode::BLOCK + len]);
+            } else {
+                let extents = fs.extents(ino, &raw)?;
+                let first = extents.first().filter(|e| e.logical == 0 && !e.unwritten);
+                let first = first.ok_or_else(|| differs("symlink without its block".into()))?;
+                fs.read_at(first.physical, 0, &mut got)?;
+            }
+            if got != want {
+                return Err(differs(format!(
+                    "symlink to {:?}, expected {:?}",
+                    String::from_utf8_lossy(&got),
+                    target
+                )));
+            }
+            Ok(())
+        }
+        Kind::File { size: want_size } => {
+            if size != *want_size {
+                return Err(differs(format!("{size} bytes, expected {want_size}")));
+            }
+            let mut reader = ContentReader {
+                fs,
+                staged: stage.open(path).map_err(FormatError::Io)?,
+                expected: vec![0u8; CHUNK],
+                got: vec![0u8; CHUNK],
+                at: 0,
+            };
+            let bs = fs.block_size;
+            for e in fs.extents(ino, &raw)? {
+                let start = (e.logical * bs).min(size);
+                let end = ((e.logical + e.len) * bs).min(size);
+                if start < reader.at {
+                    return Err(differs("overlapping extents".into()));
+                }
+                // A hole before the extent, then the extent.
+                reader.compare(start, None).map_err(&differs)?;
+                let source = (!e.unwritten).then_some((e.physical, start));
+                reader.compare(end, source).map_err(&differs)?;
+            }
+            reader.compare(size, None).map_err(&differs)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Bytes compared at a time.
+const CHUNK: usize = 1 << 20;
+
+/// A regular file read back from ext4 alongside its staged copy.
+struct ContentReader<'a, 'f> {
+    fs: &'a Ext4<'f>,
+    staged: File,
+    expected: Vec<u8>,
+    got: Vec<u8>,
+    /// Bytes compared so far.
+    at: u64,
+}
+
+impl ContentReader<'_, '_> {
+    /// Compares the file up to byte `until`: from disk where `source` is
+    /// `(physical block, file offset of that block)`, else zeros.
+    fn compare(&mut self, until: u64, source: Option<(u64, u64)>) -> Result<(), String> {
+        while self.at < until {
+            let n = (until - self.at).min(CHUNK as u64) as usize;
+            self.staged
+                .read_exact(&mut self.expected[..n])
+                .map_err(|e| format!("reading the staged copy: {e}"))?;
+            match source {
+                Some((block, offset)) => self
+                    .fs
+                    .read_at(block, self.at - offset, &mut self.got[..n])
+                    .map_err(|e| e.to_string())?,
+                None => self.got[..n].fill(0),
+            }
+            if self.got[..n] != self.expected[..n] {
+                let first = (0..n)
+                    .find(|i| self.got[*i] != self.expected[*i])
+                    .expect("they differ");
+                return Err(format!(
+                    "content differs from the staged copy at byte {}",
+                    self.at + first as u64
+                ));
+            }
+            self.at += n as u64;
+        }
+        Ok(())
     }
 }
 
