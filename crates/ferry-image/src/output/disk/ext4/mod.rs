@@ -451,6 +451,12 @@ fn walk(
     let mut stack: Vec<OpenDir> = Vec::new();
     // ext4 inode of each hard-linked file seen so far.
     let mut linked: HashMap<InodeId, u32> = HashMap::new();
+    // The staged and the read-back bytes of the file being compared.
+    let mut buffers = if stage.is_some() {
+        [vec![0u8; CHUNK], vec![0u8; CHUNK]]
+    } else {
+        [Vec::new(), Vec::new()]
+    };
     let mut done = 0u64;
     for (path, id, node) in tree.iter() {
         done += 1;
@@ -508,7 +514,7 @@ fn walk(
         }
         patch_inode(&fs, entry.ino, path, node, mode, &mut stats)?;
         if let Some(stage) = stage {
-            check_content(&fs, entry.ino, path, node, stage)?;
+            check_content(&fs, entry.ino, path, node, stage, &mut buffers)?;
         }
         if node.kind.is_dir() {
             stack.push(open_dir(&fs, path, entry.ino)?);
@@ -631,6 +637,7 @@ fn check_content(
     path: &Path,
     node: &Inode,
     stage: &Stage,
+    buffers: &mut [Vec<u8>; 2],
 ) -> Result<(), Ext4Error> {
     let differs = |what: String| Ext4Error::Differs {
         path: display(path),
@@ -669,11 +676,12 @@ fn check_content(
             if size != *want_size {
                 return Err(differs(format!("{size} bytes, expected {want_size}")));
             }
+            let [expected, got] = buffers;
             let mut reader = ContentReader {
                 fs,
                 staged: stage.open(path).map_err(FormatError::Io)?,
-                expected: vec![0u8; CHUNK],
-                got: vec![0u8; CHUNK],
+                expected,
+                got,
                 at: 0,
             };
             let bs = fs.block_size;
@@ -701,8 +709,8 @@ const CHUNK: usize = 1 << 20;
 struct ContentReader<'a, 'f> {
     fs: &'a Ext4<'f>,
     staged: File,
-    expected: Vec<u8>,
-    got: Vec<u8>,
+    expected: &'a mut [u8],
+    got: &'a mut [u8],
     /// Bytes compared so far.
     at: u64,
 }
@@ -749,10 +757,9 @@ fn put_time(raw: &mut [u8], seconds: usize, extra_field: usize, extra: usize, t:
     }
 }
 
-/// A device number in `i_block` (`ext4_encode_dev`... as
-/// `fs/ext4/inode.c` writes it): the old 16-bit encoding in the first
-/// word when major and minor fit a byte each, else the new 32-bit one in
-/// the second.
+/// A device number in `i_block`, as `fs/ext4/inode.c` writes it: the
+/// old 16-bit encoding in the first word when major and minor fit a byte
+/// each, else the new 32-bit one in the second.
 fn encode_device(raw: &mut [u8], major: u32, minor: u32) {
     raw[inode::BLOCK..inode::BLOCK + inode::BLOCK_LEN].fill(0);
     if major < 256 && minor < 256 {
