@@ -3,6 +3,7 @@
 //! only then puts it under its final name.
 
 pub mod atomic;
+pub mod disk;
 pub mod iso;
 pub mod netboot;
 pub mod ova;

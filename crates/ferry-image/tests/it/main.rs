@@ -1,8 +1,9 @@
 //! Integration tests of ferry-image: one test binary, a module per concern.
 //! `fixture` builds (once, cached) the real Debian OS the boot tests use;
 //! `qemu` boots an output under SeaBIOS or OVMF and waits for the marker
-//! the test overlay unit prints.
+//! the test overlay unit prints; `disk` tests the raw disk output.
 
+mod disk;
 mod fixture;
 mod iso;
 mod qemu;

@@ -125,8 +125,8 @@ fn run(
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
     let started = Instant::now();
-    // Lossy: GRUB draws its menu box in CP437 on a UEFI serial console,
-    // which is not UTF-8 (and would hide the marker from read_to_string).
+    // Firmware and GRUB write code page 437 box drawing to the serial
+    // console, which is not UTF-8: read the log lossily, not as a string.
     let read_log =
         || String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
     loop {
