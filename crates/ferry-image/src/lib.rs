@@ -13,4 +13,5 @@
 //!    before the build reports success, and `manifest.json` records every
 //!    input and output.
 
+pub mod output;
 pub mod rootfs;
