@@ -128,7 +128,9 @@ impl Codec {
             Compression::Zstd { .. } => {
                 let d = match &mut self.zstd_d {
                     Some(d) => d,
-                    empty => empty.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?),
+                    empty => {
+                        empty.insert(zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?)
+                    }
                 };
                 out.reserve(max);
                 d.decompress_to_buffer(data, out)
@@ -153,7 +155,10 @@ impl Codec {
             }
         }?;
         if out.len() > max {
-            return Err(format!("block decompresses to {} bytes, over {max}", out.len()));
+            return Err(format!(
+                "block decompresses to {} bytes, over {max}",
+                out.len()
+            ));
         }
         Ok(())
     }
@@ -174,7 +179,10 @@ fn xz_compress(data: &[u8], block_size: u32) -> Result<Vec<u8>, SquashfsError> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 16 + 128);
     loop {
         let consumed = s.total_in() as usize;
-        match s.process_vec(&data[consumed..], &mut out, Action::Finish).map_err(failed)? {
+        match s
+            .process_vec(&data[consumed..], &mut out, Action::Finish)
+            .map_err(failed)?
+        {
             Status::StreamEnd => return Ok(out),
             _ => out.reserve(out.capacity().max(4096)),
         }
@@ -187,7 +195,9 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips_and_declines_incompressible_data() {
-        let text: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let text: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         let mut noise = vec![0u8; 65536];
         let mut x = 0x9e3779b97f4a7c15u64;
         for b in &mut noise {

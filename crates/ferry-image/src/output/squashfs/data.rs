@@ -130,7 +130,8 @@ pub(super) fn write(
             scope.spawn(move || compress_jobs(&job_rx, &done_tx, &mut codec));
         }
         drop(job_rx);
-        let writer = scope.spawn(move || write_in_order(out, start, files.len(), done_rx, token_tx));
+        let writer =
+            scope.spawn(move || write_in_order(out, start, files.len(), done_rx, token_tx));
         let mut reader = Reader {
             rootfs,
             block_size: options.block_size as usize,
@@ -147,19 +148,24 @@ pub(super) fn write(
         // as a closed channel: the writer's error is the one to report.
         let mut data = written?;
         let read = read?;
-        for (i, original) in read.duplicates {
-            data.files[i] = data.files[original].clone();
-        }
         for (i, (fragment, offset)) in read.in_fragments {
             data.files[i].fragment = fragment;
             data.files[i].fragment_offset = offset;
+        }
+        // After the fragments: a duplicate may be of a small file.
+        for (i, original) in read.duplicates {
+            data.files[i] = data.files[original].clone();
         }
         data.duplicate_files = read.duplicate_count;
         Ok(data)
     })
 }
 
-fn compress_jobs(jobs: &Mutex<Receiver<Job>>, done: &std::sync::mpsc::Sender<Done>, codec: &mut Codec) {
+fn compress_jobs(
+    jobs: &Mutex<Receiver<Job>>,
+    done: &std::sync::mpsc::Sender<Done>,
+    codec: &mut Codec,
+) {
     loop {
         let job = match jobs.lock().expect("no panics holding the lock").recv() {
             Ok(job) => job,
@@ -189,7 +195,8 @@ fn write_in_order(
     tokens: SyncSender<()>,
 ) -> Result<Data, SquashfsError> {
     let mut file = out;
-    file.seek(SeekFrom::Start(start)).map_err(SquashfsError::Write)?;
+    file.seek(SeekFrom::Start(start))
+        .map_err(SquashfsError::Write)?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let mut data = Data {
         files: vec![FileLayout::default(); files],
@@ -331,7 +338,10 @@ impl Reader<'_> {
     }
 
     fn open(&self, path: &Path) -> Result<File, SquashfsError> {
-        self.rootfs.stage().open(path).map_err(Self::stage_err(path))
+        self.rootfs
+            .stage()
+            .open(path)
+            .map_err(Self::stage_err(path))
     }
 
     fn read_small(&self, path: &Path, size: u64) -> Result<Vec<u8>, SquashfsError> {
@@ -391,7 +401,11 @@ impl Reader<'_> {
         check_size(path, size, total)
     }
 
-    fn send_fragment(&mut self, fragment: &mut Vec<u8>, index: &mut u32) -> Result<(), SquashfsError> {
+    fn send_fragment(
+        &mut self,
+        fragment: &mut Vec<u8>,
+        index: &mut u32,
+    ) -> Result<(), SquashfsError> {
         let full = std::mem::replace(fragment, Vec::with_capacity(self.block_size));
         self.send(Tag::Fragment { index: *index }, full)?;
         *index += 1;

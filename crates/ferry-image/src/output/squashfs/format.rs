@@ -2,8 +2,8 @@
 //! squashfs-tools' squashfs_fs.h): constants, the superblock, and
 //! metadata blocks. Everything is little-endian.
 
-use super::compress::Codec;
 use super::SquashfsError;
+use super::compress::Codec;
 
 pub(super) const MAGIC: u32 = 0x7371_7368;
 pub(super) const SUPERBLOCK_SIZE: usize = 96;
@@ -66,7 +66,13 @@ pub(super) struct Superblock {
 impl Superblock {
     pub(super) fn encode(&self) -> [u8; SUPERBLOCK_SIZE] {
         let mut b = Vec::with_capacity(SUPERBLOCK_SIZE);
-        for v in [MAGIC, self.inodes, self.mkfs_time, self.block_size, self.fragments] {
+        for v in [
+            MAGIC,
+            self.inodes,
+            self.mkfs_time,
+            self.block_size,
+            self.fragments,
+        ] {
             b.extend_from_slice(&v.to_le_bytes());
         }
         for v in [self.compression, self.block_log, self.flags, self.ids, 4, 0] {
@@ -256,7 +262,10 @@ pub(super) fn encode_dev(major: u32, minor: u32) -> u32 {
 }
 
 pub(super) fn decode_dev(rdev: u32) -> (u32, u32) {
-    ((rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00))
+    (
+        (rdev & 0xfff00) >> 8,
+        (rdev & 0xff) | ((rdev >> 12) & 0xfff00),
+    )
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ enum Body {
         start_block: u32,
         offset: u16,
         file_size: u32,
+        /// Directory index: (listing offset, directory-table block, name).
+        index: Vec<(u32, u32, Vec<u8>)>,
     },
     File(FileData),
     Symlink(Vec<u8>),
@@ -115,7 +117,10 @@ impl Image {
             .map_err(|_| corrupt(&name, "shorter than a superblock"))?;
         let sb = Superblock::decode(&raw).map_err(|e| corrupt(&name, e))?;
         if sb.bytes_used > len {
-            return Err(corrupt(&name, format!("truncated: {len} bytes, superblock says {}", sb.bytes_used)));
+            return Err(corrupt(
+                &name,
+                format!("truncated: {len} bytes, superblock says {}", sb.bytes_used),
+            ));
         }
         if !sb.block_size.is_power_of_two() || 1u32 << sb.block_log != sb.block_size {
             return Err(corrupt(&name, "block size and block log disagree"));
@@ -185,7 +190,8 @@ impl Image {
             if count == 0 || sb.xattr_table + 16 + index_len != sb.bytes_used {
                 return Err(self.corrupt("the xattr id index does not end the image"));
             }
-            let ids = self.lookup_table(&mut codec, sb.xattr_table + 16, count as usize * 16, next)?;
+            let ids =
+                self.lookup_table(&mut codec, sb.xattr_table + 16, count as usize * 16, next)?;
             next = pairs_start;
             let pairs = self.decompress_run(&mut codec, pairs_start, sb.xattr_table)?;
             let mut r = Le::new(&ids);
@@ -212,16 +218,27 @@ impl Image {
             }
         }
         let ids = self.lookup_table(&mut codec, sb.id_table, sb.ids as usize * 4, next)?;
-        self.ids = ids.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+        self.ids = ids
+            .chunks(4)
+            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         next = self.first_block(sb.id_table)?;
         if sb.export_table != INVALID_TABLE {
-            let refs = self.lookup_table(&mut codec, sb.export_table, sb.inodes as usize * 8, next)?;
-            self.export = refs.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+            let refs =
+                self.lookup_table(&mut codec, sb.export_table, sb.inodes as usize * 8, next)?;
+            self.export = refs
+                .chunks(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect();
             next = self.first_block(sb.export_table)?;
         }
         if sb.fragments > 0 {
-            let entries =
-                self.lookup_table(&mut codec, sb.fragment_table, sb.fragments as usize * 16, next)?;
+            let entries = self.lookup_table(
+                &mut codec,
+                sb.fragment_table,
+                sb.fragments as usize * 16,
+                next,
+            )?;
             let mut r = Le::new(&entries);
             for _ in 0..sb.fragments {
                 let (start, size) = (r.u64(), r.u32());
@@ -266,7 +283,10 @@ impl Image {
         self.file
             .read_exact_at(&mut index, index_at)
             .map_err(|_| self.corrupt("table index out of the image"))?;
-        let starts: Vec<u64> = index.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+        let starts: Vec<u64> = index
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         let mut out = Vec::with_capacity(blocks * METADATA_SIZE);
         for (i, start) in starts.iter().enumerate() {
             let end = starts.get(i + 1).copied().unwrap_or(index_at);
@@ -284,7 +304,12 @@ impl Image {
     }
 
     /// Every metadata block from `start` up to `end`.
-    fn decompress_run(&self, codec: &mut Codec, start: u64, end: u64) -> Result<Table, SquashfsError> {
+    fn decompress_run(
+        &self,
+        codec: &mut Codec,
+        start: u64,
+        end: u64,
+    ) -> Result<Table, SquashfsError> {
         let mut table = Table {
             bytes: Vec::new(),
             blocks: HashMap::new(),
@@ -338,6 +363,7 @@ impl Image {
                     start_block,
                     offset,
                     file_size,
+                    index: Vec::new(),
                 }
             }
             k if k == DIR + EXTENDED => {
@@ -345,18 +371,31 @@ impl Image {
                 let file_size = r.u32();
                 let start_block = r.u32();
                 r.u32();
-                r.u16(); // index entries: a lookup aid, not read here
+                let count = r.u16();
                 let offset = r.u16();
                 xattr = r.u32();
+                let index = (0..count)
+                    .map(|_| {
+                        let (at, block, len) = (r.u32(), r.u32(), r.u32() as usize + 1);
+                        (at, block, r.take(len).to_vec())
+                    })
+                    .collect();
                 Body::Dir {
                     start_block,
                     offset,
                     file_size,
+                    index,
                 }
             }
             FILE => {
                 let (start, fragment, fragment_offset, size) = (r.u32(), r.u32(), r.u32(), r.u32());
-                self.file_body(&mut r, u64::from(start), u64::from(size), fragment, fragment_offset)
+                self.file_body(
+                    &mut r,
+                    u64::from(start),
+                    u64::from(size),
+                    fragment,
+                    fragment_offset,
+                )
             }
             k if k == FILE + EXTENDED => {
                 let (start, size) = (r.u64(), r.u64());
@@ -371,7 +410,14 @@ impl Image {
                 let len = r.u32() as usize;
                 Body::Symlink(r.take(len).to_vec())
             }
-            k if [BLOCK_DEV, CHAR_DEV, BLOCK_DEV + EXTENDED, CHAR_DEV + EXTENDED].contains(&k) => {
+            k if [
+                BLOCK_DEV,
+                CHAR_DEV,
+                BLOCK_DEV + EXTENDED,
+                CHAR_DEV + EXTENDED,
+            ]
+            .contains(&k) =>
+            {
                 nlink = r.u32();
                 Body::Device(r.u32())
             }
@@ -388,7 +434,11 @@ impl Image {
             return Err(self.corrupt("an inode runs past the inode table"));
         }
         Ok(Inode {
-            kind: if kind > EXTENDED { kind - EXTENDED } else { kind },
+            kind: if kind > EXTENDED {
+                kind - EXTENDED
+            } else {
+                kind
+            },
             mode,
             uid,
             gid,
@@ -400,7 +450,14 @@ impl Image {
         })
     }
 
-    fn file_body(&self, r: &mut Le, start: u64, size: u64, fragment: u32, fragment_offset: u32) -> Body {
+    fn file_body(
+        &self,
+        r: &mut Le,
+        start: u64,
+        size: u64,
+        fragment: u32,
+        fragment_offset: u32,
+    ) -> Body {
         let bs = u64::from(self.sb.block_size);
         let count = if fragment == INVALID_FRAGMENT {
             size.div_ceil(bs)
@@ -417,8 +474,17 @@ impl Image {
         })
     }
 
-    /// A directory's entries: (name, inode reference, inode number, type).
-    fn listing(&self, start_block: u32, offset: u16, file_size: u32) -> Result<Vec<(Vec<u8>, u64, u32, u16)>, SquashfsError> {
+    /// A directory's entries: (name, inode reference, inode number,
+    /// type). Its index entries must each name a header of the listing
+    /// and the block holding it, as the kernel's lookup
+    /// (get_dir_index_using_name) jumps there without checking.
+    fn listing(
+        &self,
+        start_block: u32,
+        offset: u16,
+        file_size: u32,
+        index: &[(u32, u32, Vec<u8>)],
+    ) -> Result<Vec<(Vec<u8>, u64, u32, u16)>, SquashfsError> {
         let at = self.position(&self.dirs, u64::from(start_block), offset)?;
         let len = (file_size as usize)
             .checked_sub(3)
@@ -430,7 +496,9 @@ impl Image {
             .ok_or_else(|| self.corrupt("directory listing past the table"))?;
         let mut r = Le::new(bytes);
         let mut out = Vec::new();
+        let mut headers: HashMap<usize, usize> = HashMap::new(); // listing offset -> entry
         while r.at < bytes.len() {
+            headers.insert(r.at, out.len());
             let (count, block, base) = (r.u32() + 1, r.u32(), r.u32());
             if count as usize > DIR_HEADER_MAX {
                 return Err(self.corrupt("directory header over 256 entries"));
@@ -442,11 +510,34 @@ impl Image {
                 let len = r.u16() as usize + 1;
                 let name = r.take(len).to_vec();
                 let number = (i64::from(base) + i64::from(delta)) as u32;
-                out.push((name, u64::from(block) << 16 | u64::from(offset), number, kind));
+                out.push((
+                    name,
+                    u64::from(block) << 16 | u64::from(offset),
+                    number,
+                    kind,
+                ));
             }
             if r.short {
                 return Err(self.corrupt("directory entries run past the listing"));
             }
+        }
+        let mut last = 0;
+        for (listing_at, block, name) in index {
+            let header = headers
+                .get(&(*listing_at as usize))
+                .and_then(|e| out.get(*e));
+            // Every block but a table's last holds METADATA_SIZE bytes.
+            let block_start = (at + *listing_at as usize) / METADATA_SIZE * METADATA_SIZE;
+            if *listing_at <= last
+                || header.is_none_or(|h| h.0 != *name)
+                || self.dirs.blocks.get(&u64::from(*block)) != Some(&block_start)
+            {
+                return Err(self.corrupt(format!(
+                    "directory index entry {:?} does not point at its header",
+                    String::from_utf8_lossy(name)
+                )));
+            }
+            last = *listing_at;
         }
         Ok(out)
     }
@@ -487,13 +578,17 @@ impl Image {
             {
                 return Err(mismatch("its directory entry and inode disagree".into()));
             }
-            match (number_of.insert(id, inode.number), id_of.insert(inode.number, id)) {
+            match (
+                number_of.insert(id, inode.number),
+                id_of.insert(inode.number, id),
+            ) {
                 (None, None) => {}
                 (Some(n), Some(i)) if n == inode.number && i == id => continue, // another hard link
                 _ => return Err(mismatch("hard links do not share one inode".into())),
             }
             let expected = tree.inode(id);
-            self.check_inode(&inode, expected, tree, &children, &path).map_err(mismatch)?;
+            self.check_inode(&inode, expected, tree, &children, &path)
+                .map_err(mismatch)?;
             if let Some(r) = self.export.get(inode.number as usize - 1)
                 && *r != reference
             {
@@ -504,9 +599,13 @@ impl Image {
                     start_block,
                     offset,
                     file_size,
+                    index,
                 } => {
-                    let listed = self.listing(start_block, offset, file_size)?;
-                    let want = children.get(path.as_path()).map(Vec::as_slice).unwrap_or_default();
+                    let listed = self.listing(start_block, offset, file_size, &index)?;
+                    let want = children
+                        .get(path.as_path())
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
                     let names: Vec<&[u8]> = listed.iter().map(|e| e.0.as_slice()).collect();
                     let wanted: Vec<&[u8]> = want.iter().map(|(n, _)| n.as_bytes()).collect();
                     if names != wanted {
@@ -516,8 +615,15 @@ impl Image {
                             lossy(&wanted)
                         )));
                     }
-                    for ((name, reference, number, kind), (_, child)) in listed.into_iter().zip(want) {
-                        todo.push((path.join(OsStr::from_bytes(&name)), *child, reference, Some((number, kind))));
+                    for ((name, reference, number, kind), (_, child)) in
+                        listed.into_iter().zip(want)
+                    {
+                        todo.push((
+                            path.join(OsStr::from_bytes(&name)),
+                            *child,
+                            reference,
+                            Some((number, kind)),
+                        ));
                     }
                 }
                 Body::File(data) => files.push((path, data)),
@@ -540,13 +646,24 @@ impl Image {
     ) -> Result<(), String> {
         let meta = &expected.meta;
         if inode.kind != basic_type(&expected.kind) {
-            return Err(format!("inode type {}, expected a {}", inode.kind, expected.kind.name()));
+            return Err(format!(
+                "inode type {}, expected a {}",
+                inode.kind,
+                expected.kind.name()
+            ));
         }
-        if u32::from(inode.mode) != expected.st_mode() & 0xffff {
-            return Err(format!("mode {:o}, expected {:o}", inode.mode, expected.st_mode()));
+        if u32::from(inode.mode) & 0o7777 != expected.meta.mode & 0o7777 {
+            return Err(format!(
+                "mode {:o}, expected {:o}",
+                inode.mode & 0o7777,
+                expected.meta.mode & 0o7777
+            ));
         }
         if (inode.uid, inode.gid) != (meta.uid, meta.gid) {
-            return Err(format!("owner {}:{}, expected {}:{}", inode.uid, inode.gid, meta.uid, meta.gid));
+            return Err(format!(
+                "owner {}:{}, expected {}:{}",
+                inode.uid, inode.gid, meta.uid, meta.gid
+            ));
         }
         if inode.mtime != squashfs_time(meta.mtime) {
             return Err(format!("mtime {}, expected {}", inode.mtime, meta.mtime));
@@ -555,7 +672,11 @@ impl Image {
             Kind::Directory => {
                 let subdirs = children
                     .get(path)
-                    .map(|c| c.iter().filter(|(_, id)| tree.inode(*id).kind.is_dir()).count())
+                    .map(|c| {
+                        c.iter()
+                            .filter(|(_, id)| tree.inode(*id).kind.is_dir())
+                            .count()
+                    })
                     .unwrap_or(0);
                 2 + subdirs as u32
             }
@@ -582,14 +703,21 @@ impl Image {
             return Err("xattrs differ from the tree's".into());
         }
         match (&inode.body, &expected.kind) {
-            (Body::Symlink(t), Kind::Symlink { target }) if t.as_slice() != target.as_os_str().as_bytes() => {
-                Err(format!("symlink to {:?}, expected {target:?}", String::from_utf8_lossy(t)))
-            }
-            (Body::Device(rdev), Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor })
-                if decode_dev(*rdev) != (*major, *minor) =>
+            (Body::Symlink(t), Kind::Symlink { target })
+                if t.as_slice() != target.as_os_str().as_bytes() =>
             {
-                Err(format!("device {:?}, expected {major}:{minor}", decode_dev(*rdev)))
+                Err(format!(
+                    "symlink to {:?}, expected {target:?}",
+                    String::from_utf8_lossy(t)
+                ))
             }
+            (
+                Body::Device(rdev),
+                Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor },
+            ) if decode_dev(*rdev) != (*major, *minor) => Err(format!(
+                "device {:?}, expected {major}:{minor}",
+                decode_dev(*rdev)
+            )),
             (Body::File(data), Kind::File { size }) if data.size != *size => {
                 Err(format!("size {}, expected {size}", data.size))
             }
@@ -600,7 +728,11 @@ impl Image {
     /// Every file's bytes against the stage, on one thread per CPU, each
     /// taking a run of files in image order (so a fragment block is
     /// decompressed once for the run of small files sharing it).
-    fn check_contents(&self, rootfs: &Rootfs, files: &[(PathBuf, FileData)]) -> Result<(), SquashfsError> {
+    fn check_contents(
+        &self,
+        rootfs: &Rootfs,
+        files: &[(PathBuf, FileData)],
+    ) -> Result<(), SquashfsError> {
         let mut files: Vec<&(PathBuf, FileData)> = files.iter().collect();
         files.sort_by_key(|(_, d)| (d.fragment, d.start));
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -615,7 +747,8 @@ impl Image {
                             codec: self.codec(),
                             fragment: None,
                         };
-                        run.iter().try_for_each(|(path, data)| checker.check(rootfs, path, data))
+                        run.iter()
+                            .try_for_each(|(path, data)| checker.check(rootfs, path, data))
                     })
                 })
                 .collect();
@@ -627,7 +760,10 @@ impl Image {
 }
 
 fn lossy(names: &[&[u8]]) -> Vec<String> {
-    names.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect()
+    names
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
 }
 
 fn corrupt(image: &str, what: impl Into<String>) -> SquashfsError {
@@ -638,7 +774,12 @@ fn corrupt(image: &str, what: impl Into<String>) -> SquashfsError {
 }
 
 /// The metadata block at `at` and the offset just past it.
-fn metadata_block(file: &File, name: &str, codec: &mut Codec, at: u64) -> Result<(Vec<u8>, u64), SquashfsError> {
+fn metadata_block(
+    file: &File,
+    name: &str,
+    codec: &mut Codec,
+    at: u64,
+) -> Result<(Vec<u8>, u64), SquashfsError> {
     let mut header = [0u8; 2];
     file.read_exact_at(&mut header, at)
         .map_err(|_| corrupt(name, format!("metadata block at {at} out of the image")))?;
@@ -667,7 +808,12 @@ struct ContentChecker<'a> {
 }
 
 impl ContentChecker<'_> {
-    fn check(&mut self, rootfs: &Rootfs, path: &Path, data: &FileData) -> Result<(), SquashfsError> {
+    fn check(
+        &mut self,
+        rootfs: &Rootfs,
+        path: &Path,
+        data: &FileData,
+    ) -> Result<(), SquashfsError> {
         let image = self.image;
         let mismatch = |what: String| SquashfsError::Mismatch {
             image: image.name.clone(),
@@ -687,7 +833,10 @@ impl ContentChecker<'_> {
         for (i, size) in data.blocks.iter().enumerate() {
             let want = left.min(bs);
             expected.clear();
-            (&mut staged).take(want).read_to_end(&mut expected).map_err(stage_err)?;
+            (&mut staged)
+                .take(want)
+                .read_to_end(&mut expected)
+                .map_err(stage_err)?;
             let stored = u64::from(size & !DATA_UNCOMPRESSED);
             if stored == 0 {
                 block.clear();
@@ -714,17 +863,24 @@ impl ContentChecker<'_> {
         }
         if data.fragment != INVALID_FRAGMENT {
             expected.clear();
-            (&mut staged).take(left).read_to_end(&mut expected).map_err(stage_err)?;
+            (&mut staged)
+                .take(left)
+                .read_to_end(&mut expected)
+                .map_err(stage_err)?;
             let fragment = self.fragment(data.fragment).map_err(mismatch)?;
             let start = data.fragment_offset as usize;
             if fragment.get(start..start + left as usize) != Some(expected.as_slice()) {
-                return Err(mismatch("its tail in the fragment block differs from the staged file".into()));
+                return Err(mismatch(
+                    "its tail in the fragment block differs from the staged file".into(),
+                ));
             }
             left = 0;
         }
         let mut extra = [0u8; 1];
         if left != 0 || staged.read(&mut extra).map_err(stage_err)? != 0 {
-            return Err(mismatch("the image holds fewer bytes than the staged file".into()));
+            return Err(mismatch(
+                "the image holds fewer bytes than the staged file".into(),
+            ));
         }
         Ok(())
     }

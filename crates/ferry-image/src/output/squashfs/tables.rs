@@ -19,10 +19,10 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use super::SquashfsError;
 use super::compress::Codec;
 use super::data::{Data, FileLayout};
 use super::format::*;
-use super::SquashfsError;
 use crate::rootfs::tree::{Tree, display};
 use crate::rootfs::{InodeId, Kind};
 
@@ -111,8 +111,8 @@ impl<'t> Plan<'t> {
             }
             for owner in [inode.meta.uid, inode.meta.gid] {
                 if !plan.id_index.contains_key(&owner) {
-                    let index = u16::try_from(plan.ids.len())
-                        .map_err(|_| SquashfsError::TooManyIds)?;
+                    let index =
+                        u16::try_from(plan.ids.len()).map_err(|_| SquashfsError::TooManyIds)?;
                     plan.id_index.insert(owner, index);
                     plan.ids.push(owner);
                 }
@@ -156,7 +156,9 @@ impl<'t> Plan<'t> {
     fn header(&self, b: &mut Vec<u8>, kind: u16, id: InodeId) {
         let inode = self.tree.inode(id);
         b.put16(kind);
-        b.put16(inode.st_mode() as u16);
+        // Permission bits only, as mksquashfs stores them (SQUASHFS_MODE);
+        // the kernel adds the type bits from the inode type.
+        b.put16((inode.meta.mode & 0o7777) as u16);
         b.put16(self.id_index[&inode.meta.uid]);
         b.put16(self.id_index[&inode.meta.gid]);
         b.put32(squashfs_time(inode.meta.mtime));
