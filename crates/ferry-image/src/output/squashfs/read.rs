@@ -78,6 +78,15 @@ struct FileData {
     blocks: Vec<u32>,
 }
 
+/// A directory entry.
+struct Entry {
+    name: Vec<u8>,
+    reference: u64,
+    number: u32,
+    /// The basic inode type.
+    kind: u16,
+}
+
 /// A metadata table decompressed whole, with where each of its blocks
 /// starts in the decompressed bytes (keyed by the block's offset from
 /// the table's start on disk).
@@ -484,7 +493,7 @@ impl Image {
         offset: u16,
         file_size: u32,
         index: &[(u32, u32, Vec<u8>)],
-    ) -> Result<Vec<(Vec<u8>, u64, u32, u16)>, SquashfsError> {
+    ) -> Result<Vec<Entry>, SquashfsError> {
         let at = self.position(&self.dirs, u64::from(start_block), offset)?;
         let len = (file_size as usize)
             .checked_sub(3)
@@ -510,12 +519,12 @@ impl Image {
                 let len = r.u16() as usize + 1;
                 let name = r.take(len).to_vec();
                 let number = (i64::from(base) + i64::from(delta)) as u32;
-                out.push((
+                out.push(Entry {
                     name,
-                    u64::from(block) << 16 | u64::from(offset),
+                    reference: u64::from(block) << 16 | u64::from(offset),
                     number,
                     kind,
-                ));
+                });
             }
             if r.short {
                 return Err(self.corrupt("directory entries run past the listing"));
@@ -529,7 +538,7 @@ impl Image {
             // Every block but a table's last holds METADATA_SIZE bytes.
             let block_start = (at + *listing_at as usize) / METADATA_SIZE * METADATA_SIZE;
             if *listing_at <= last
-                || header.is_none_or(|h| h.0 != *name)
+                || header.is_none_or(|h| h.name != *name)
                 || self.dirs.blocks.get(&u64::from(*block)) != Some(&block_start)
             {
                 return Err(self.corrupt(format!(
@@ -606,7 +615,7 @@ impl Image {
                         .get(path.as_path())
                         .map(Vec::as_slice)
                         .unwrap_or_default();
-                    let names: Vec<&[u8]> = listed.iter().map(|e| e.0.as_slice()).collect();
+                    let names: Vec<&[u8]> = listed.iter().map(|e| e.name.as_slice()).collect();
                     let wanted: Vec<&[u8]> = want.iter().map(|(n, _)| n.as_bytes()).collect();
                     if names != wanted {
                         return Err(mismatch(format!(
@@ -615,14 +624,12 @@ impl Image {
                             lossy(&wanted)
                         )));
                     }
-                    for ((name, reference, number, kind), (_, child)) in
-                        listed.into_iter().zip(want)
-                    {
+                    for (e, (_, child)) in listed.into_iter().zip(want) {
                         todo.push((
-                            path.join(OsStr::from_bytes(&name)),
+                            path.join(OsStr::from_bytes(&e.name)),
                             *child,
-                            reference,
-                            Some((number, kind)),
+                            e.reference,
+                            Some((e.number, e.kind)),
                         ));
                     }
                 }
