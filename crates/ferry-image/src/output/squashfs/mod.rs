@@ -174,6 +174,20 @@ pub fn write(
     progress: &dyn Progress,
 ) -> Result<SquashfsReport, SquashfsError> {
     let mkfs_time = options.check()?;
+    let file_bytes = rootfs.tree().file_bytes();
+    progress.start(TASK, "squashfs: compressing files", Some(file_bytes));
+    let written = write_image(rootfs, out, options, mkfs_time, progress);
+    progress.finish(TASK, if written.is_ok() { "written" } else { "failed" });
+    written
+}
+
+fn write_image(
+    rootfs: &Rootfs,
+    out: &Path,
+    options: &SquashfsOptions,
+    mkfs_time: u32,
+    progress: &dyn Progress,
+) -> Result<SquashfsReport, SquashfsError> {
     let plan = tables::Plan::new(rootfs.tree())?;
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -196,8 +210,6 @@ pub fn write(
         write_at(file, start, &block)?;
         start += block.len() as u64;
     }
-    let file_bytes = rootfs.tree().file_bytes();
-    progress.start(TASK, "squashfs: compressing files", Some(file_bytes));
     let data = data::write(rootfs, &plan.files, file, start, options, progress)?;
     let mut codec = compress::Codec::new(options.compression, options.block_size);
     let tables = tables::write(&plan, &data, &mut codec)?;
@@ -235,12 +247,11 @@ pub fn write(
     partial
         .persist(out)
         .map_err(|e| SquashfsError::Write(e.error))?;
-    progress.finish(TASK, "written");
     Ok(SquashfsReport {
         bytes: padded,
         inodes: plan.inode_count(),
         files: plan.files.len() as u64,
-        file_bytes,
+        file_bytes: rootfs.tree().file_bytes(),
         duplicate_files: data.duplicate_files,
         fragments: data.fragments.len() as u32,
         sparse_blocks: data.sparse_blocks,

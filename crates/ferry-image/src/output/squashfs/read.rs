@@ -742,11 +742,23 @@ impl Image {
     ) -> Result<(), SquashfsError> {
         let mut files: Vec<&(PathBuf, FileData)> = files.iter().collect();
         files.sort_by_key(|(_, d)| (d.fragment, d.start));
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = files.len().div_ceil(threads).max(1);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        // Runs of about equal bytes (by count, one thread would get all
+        // the big files, which sort last).
+        let total: u64 = files.iter().map(|(_, d)| d.size + 1).sum();
+        let mut runs: Vec<&[&(PathBuf, FileData)]> = Vec::new();
+        let (mut from, mut sum) = (0, 0u64);
+        for (i, (_, d)) in files.iter().enumerate() {
+            sum += d.size + 1;
+            if sum * threads >= total * (runs.len() as u64 + 1) {
+                runs.push(&files[from..=i]);
+                from = i + 1;
+            }
+        }
+        runs.push(&files[from..]);
         std::thread::scope(|scope| {
-            let workers: Vec<_> = files
-                .chunks(chunk)
+            let workers: Vec<_> = runs
+                .into_iter()
                 .map(|run| {
                     scope.spawn(move || {
                         let mut checker = ContentChecker {
