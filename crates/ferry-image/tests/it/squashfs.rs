@@ -484,6 +484,48 @@ fn unsquashfs_lists_and_extracts_exactly_the_tree() {
     assert_extracts_like_the_tree(&image, &rootfs, dir.path());
 }
 
+/// Sums what the writer reports.
+#[derive(Default)]
+struct Counted {
+    total: std::sync::Mutex<Option<u64>>,
+    advanced: std::sync::atomic::AtomicU64,
+    outcome: std::sync::Mutex<String>,
+}
+
+impl ferry_oci::progress::Progress for Counted {
+    fn start(&self, _id: &str, _label: &str, total: Option<u64>) {
+        *self.total.lock().unwrap() = total;
+    }
+    fn advance(&self, _id: &str, bytes: u64) {
+        self.advanced
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn finish(&self, _id: &str, outcome: &str) {
+        *self.outcome.lock().unwrap() = outcome.to_string();
+    }
+}
+
+#[test]
+fn progress_counts_every_file_byte_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = synthetic(dir.path().join("stage"));
+    let progress = Counted::default();
+    let report = squashfs::write(
+        &rootfs,
+        &dir.path().join("root.squashfs"),
+        &options(Compression::Zstd { level: 3 }, 2),
+        &progress,
+    )
+    .unwrap();
+    assert_eq!(*progress.total.lock().unwrap(), Some(report.file_bytes));
+    assert_eq!(
+        progress.advanced.load(std::sync::atomic::Ordering::Relaxed),
+        report.file_bytes,
+        "duplicates included"
+    );
+    assert_eq!(*progress.outcome.lock().unwrap(), "written");
+}
+
 #[test]
 fn xz_and_gzip_images_extract_like_the_tree() {
     let dir = tempfile::tempdir().unwrap();

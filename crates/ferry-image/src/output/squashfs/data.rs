@@ -299,6 +299,7 @@ impl Reader<'_> {
                     if let Some(&original) = seen.get(&key) {
                         read.duplicates.push((i, original));
                         read.duplicate_count += 1;
+                        self.progress.advance(TASK, size);
                         continue;
                     }
                     seen.insert(key, i);
