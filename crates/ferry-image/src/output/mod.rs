@@ -11,4 +11,5 @@ pub mod ovf;
 pub mod pipeline;
 pub mod qcow2;
 pub mod raw;
+pub mod squashfs;
 pub mod vmdk;

@@ -7,4 +7,5 @@ mod disk;
 mod fixture;
 mod iso;
 mod qemu;
+mod squashfs;
 mod vdisk;
