@@ -16,6 +16,7 @@
 pub mod artifacts;
 pub mod assemble;
 pub mod boot;
+pub mod build;
 pub mod customize;
 pub mod fetch;
 pub mod import;

@@ -453,6 +453,93 @@ fn class_of(link: &(dyn Error + 'static)) -> Option<Class> {
     if let Some(e) = as_a::<reqwest::Error>(link) {
         return e.is_connect().then_some(Class::Unreachable);
     }
+    image_class(link)
+}
+
+/// `ferry image build|import`: a base image that is corrupt or hostile is
+/// damaged input (1); one that lacks what a format needs, a spec that asks
+/// the impossible, or a full output directory is the user's to fix (2).
+fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
+    use ferry_image::boot::{grub::GrubError, kernel::KernelError, live::NoLiveInitramfs};
+    use ferry_image::build::BuildError;
+    use ferry_image::customize::CustomizeError;
+    use ferry_image::output::{
+        OutputError, disk::DiskError, iso::IsoError, ova::OvaError, netboot::NetbootError,
+        squashfs::SquashfsError,
+    };
+    use ferry_image::rootfs::layer::LayerError;
+    use ferry_image::source::SourceError;
+    if let Some(e) = as_a::<SourceError>(link) {
+        return match e {
+            SourceError::Io { .. } => None,
+            SourceError::Digest { .. }
+            | SourceError::MissingBlob { .. }
+            | SourceError::Invalid { .. } => Some(Class::Damaged),
+            _ => Some(Class::Usage),
+        };
+    }
+    if let Some(e) = as_a::<LayerError>(link) {
+        return match e {
+            LayerError::Read { .. } => None,
+            LayerError::Path { .. } | LayerError::Unsupported { .. } => Some(Class::Damaged),
+        };
+    }
+    if let Some(e) = as_a::<CustomizeError>(link) {
+        return match e {
+            CustomizeError::Read { .. } => None,
+            _ => Some(Class::Usage),
+        };
+    }
+    if let Some(e) = as_a::<GrubError>(link) {
+        return match e {
+            GrubError::Exec(_) | GrubError::Io { .. } => None,
+            _ => Some(Class::Usage),
+        };
+    }
+    if as_a::<KernelError>(link).is_some()
+        || as_a::<NoLiveInitramfs>(link).is_some()
+        || as_a::<ferry_image::spec::SpecError>(link).is_some()
+    {
+        return Some(Class::Usage);
+    }
+    if let Some(e) = as_a::<BuildError>(link) {
+        return match e {
+            BuildError::OutputNotEmpty { .. } | BuildError::Name(_) => Some(Class::Usage),
+            _ => None,
+        };
+    }
+    if let Some(OutputError::Spec { .. }) = as_a::<OutputError>(link) {
+        return Some(Class::Usage);
+    }
+    if let Some(DiskError::TooSmall { .. }) = as_a::<DiskError>(link) {
+        return Some(Class::Usage);
+    }
+    if let Some(IsoError::Label { .. }) = as_a::<IsoError>(link) {
+        return Some(Class::Usage);
+    }
+    if let Some(e) = as_a::<SquashfsError>(link) {
+        return match e {
+            SquashfsError::BlockSize(_)
+            | SquashfsError::Level(_)
+            | SquashfsError::MkfsTime(_)
+            | SquashfsError::NameTooLong { .. }
+            | SquashfsError::TooManyIds => Some(Class::Usage),
+            _ => None,
+        };
+    }
+    if let Some(OvaError::Name { .. } | OvaError::Ovf(_)) = as_a::<OvaError>(link) {
+        return Some(Class::Usage);
+    }
+    if let Some(NetbootError::Push { .. }) = as_a::<NetbootError>(link) {
+        return Some(Class::Usage);
+    }
+    if let Some(e) = as_a::<ferry_image::import::ImportError>(link) {
+        use ferry_image::import::ImportError as I;
+        return match e {
+            I::BadTag { .. } | I::NotATar { .. } | I::Empty { .. } => Some(Class::Usage),
+            _ => None,
+        };
+    }
     None
 }
 

@@ -84,7 +84,8 @@ use hadris_storage::{BlockIndex, BlockSize};
 
 use crate::boot::grub::{self, Grub, GrubError, Target};
 use crate::boot::kernel::Kernel;
-use crate::rootfs::{Rootfs, Tree as ImageTree};
+use crate::boot::live::{LiveInitramfs, NoLiveInitramfs};
+use crate::rootfs::Rootfs;
 
 /// ISO paths (no leading slash, as hadris trees take them).
 pub const KERNEL: &str = "live/vmlinuz";
@@ -112,10 +113,6 @@ const GRUB2_BOOT_INFO: u64 = 2548;
 /// `cdboot.img` is 2048 bytes: 4 sectors of 512, what BIOS El Torito
 /// loads (the `-boot-load-size 4` of every GRUB ISO).
 const BIOS_LOAD_SECTORS: u16 = 4;
-/// The initramfs-tools hook live-boot installs (Debian, Ubuntu).
-const LIVE_BOOT_HOOK: &str = "usr/share/initramfs-tools/scripts/live";
-/// dracut's live module (RHEL, Rocky, Alma, Fedora: `dracut-live`).
-const DRACUT_LIVE_MODULE: &str = "usr/lib/dracut/modules.d/90dmsquash-live";
 
 /// What the build asks of the ISO.
 #[derive(Debug, Clone)]
@@ -134,15 +131,6 @@ pub struct IsoOptions {
     pub identity: String,
     /// `SOURCE_DATE_EPOCH`: every date in the image.
     pub mtime: i64,
-}
-
-/// Which initramfs boots the live system, from what the image holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveInitramfs {
-    /// Debian/Ubuntu live-boot (initramfs-tools).
-    LiveBoot,
-    /// dracut's dmsquash-live (the RHEL family).
-    Dracut,
 }
 
 /// A file the read-back must find, with its size and, for the small
@@ -189,12 +177,8 @@ pub enum IsoError {
         why: &'static str,
         suggestion: String,
     },
-    #[error(
-        "the image's initramfs cannot boot a live ISO: add live-boot (Debian, Ubuntu; found by {LIVE_BOOT_HOOK}) \
-         or dracut-live (RHEL, Rocky, Alma, Fedora; its initramfs must include the dmsquash-live module, \
-         /{DRACUT_LIVE_MODULE}) to the image"
-    )]
-    NoLiveInitramfs,
+    #[error(transparent)]
+    Live(#[from] NoLiveInitramfs),
     #[error(transparent)]
     Grub(#[from] GrubError),
     #[error("{path}: {source}")]
@@ -218,42 +202,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IsoError + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-/// Which live initramfs the image has; an error naming the packages to
-/// add when it has none.
-pub fn live_initramfs(tree: &ImageTree) -> Result<LiveInitramfs, IsoError> {
-    let exists = |p: &str| {
-        tree.resolve_all(Path::new(p))
-            .ok()
-            .is_some_and(|r| tree.get(&r).is_some())
-    };
-    if exists(LIVE_BOOT_HOOK) {
-        Ok(LiveInitramfs::LiveBoot)
-    } else if exists(DRACUT_LIVE_MODULE) {
-        Ok(LiveInitramfs::Dracut)
-    } else {
-        Err(IsoError::NoLiveInitramfs)
-    }
-}
-
-/// The kernel command line: what the initramfs needs to find the
-/// squashfs, the consoles, then the spec's extra.
-pub fn cmdline(initramfs: LiveInitramfs, label: &str, extra: &str) -> String {
-    let live = match initramfs {
-        LiveInitramfs::LiveBoot => "boot=live".to_string(),
-        // dracut.cmdline(7), "Booting live images".
-        LiveInitramfs::Dracut => format!(
-            "root=live:CDLABEL={label} rd.live.image rd.live.dir=live \
-             rd.live.squashimg=filesystem.squashfs rd.live.overlay.overlayfs=1"
-        ),
-    };
-    let mut line = format!("{live} console=tty0 console=ttyS0,115200n8");
-    if !extra.trim().is_empty() {
-        line.push(' ');
-        line.push_str(extra.trim());
-    }
-    line
 }
 
 /// Checks a volume label (ECMA-119 §7.4.1 d-characters, §8.4.6 32 bytes).
@@ -358,7 +306,7 @@ pub fn write(
     progress: &dyn Progress,
 ) -> Result<IsoReport, IsoError> {
     check_label(&options.label)?;
-    let initramfs = live_initramfs(rootfs.tree())?;
+    let initramfs = LiveInitramfs::detect(rootfs.tree())?;
     let grub = Grub::find(rootfs)?;
     grub.supports(rootfs, grub::Platform::Bios)?;
     grub.supports(rootfs, grub::Platform::Efi)?;
@@ -386,7 +334,7 @@ pub fn write(
         }));
     }
 
-    let cmdline = cmdline(initramfs, &options.label, &options.cmdline_extra);
+    let cmdline = initramfs.medium_cmdline(&options.label, &options.cmdline_extra);
     let menu = grub::menu(
         &options.title,
         &format!("/{KERNEL}"),
@@ -878,50 +826,58 @@ fn check_file<F: FileSystem>(fs: &mut F, file: &ExpectedFile) -> Result<(), Stri
     Ok(())
 }
 
+/// `NAME.iso` as an output of `ferry image build`.
+pub struct IsoOutput;
+
+impl super::Writer for IsoOutput {
+    fn format(&self) -> crate::spec::Format {
+        crate::spec::Format::Iso
+    }
+
+    fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
+        let squashfs = job.squashfs()?;
+        let options = IsoOptions {
+            label: label_for(job.name),
+            title: job.name.to_string(),
+            cmdline_extra: job.cmdline_extra(),
+            identity: job.identity.clone(),
+            mtime: job.mtime,
+        };
+        let path = job.out.join(format!("{}.iso", job.name));
+        write(
+            job.rootfs,
+            job.kernel,
+            &squashfs,
+            &options,
+            &path,
+            job.work,
+            job.progress,
+        )?;
+        job.record(crate::spec::Format::Iso, &path)
+    }
+}
+
+/// A volume label from an image name: upper case, `A-Z 0-9 _` only, at
+/// most 32 characters (ECMA-119 d-characters).
+pub fn label_for(name: &str) -> String {
+    let label: String = name
+        .chars()
+        .map(|c| match c.to_ascii_uppercase() {
+            c @ ('A'..='Z' | '0'..='9') => c,
+            _ => '_',
+        })
+        .take(32)
+        .collect();
+    if label.is_empty() {
+        "FERRY".into()
+    } else {
+        label
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{Kind, Meta};
-
-    fn tree(files: &[&str]) -> ImageTree {
-        let m = || Meta::root_owned(0o755, 0);
-        let mut t = ImageTree::new(m());
-        for f in files {
-            let p = Path::new(f);
-            for a in p.ancestors().collect::<Vec<_>>().iter().rev().skip(1) {
-                if *a != p && t.get(a).is_none() {
-                    t.insert(a, Kind::Directory, m()).unwrap();
-                }
-            }
-            t.insert(p, Kind::File { size: 1 }, m()).unwrap();
-        }
-        t
-    }
-
-    #[test]
-    fn the_initramfs_decides_the_command_line() {
-        let debian = tree(&[LIVE_BOOT_HOOK]);
-        let kind = live_initramfs(&debian).unwrap();
-        assert_eq!(kind, LiveInitramfs::LiveBoot);
-        assert_eq!(
-            cmdline(kind, "LIVE", " quiet "),
-            "boot=live console=tty0 console=ttyS0,115200n8 quiet"
-        );
-        let rocky = tree(&[&format!("{DRACUT_LIVE_MODULE}/module-setup.sh")]);
-        let kind = live_initramfs(&rocky).unwrap();
-        assert_eq!(kind, LiveInitramfs::Dracut);
-        assert_eq!(
-            cmdline(kind, "ROCKY_9", ""),
-            "root=live:CDLABEL=ROCKY_9 rd.live.image rd.live.dir=live \
-             rd.live.squashimg=filesystem.squashfs rd.live.overlay.overlayfs=1 \
-             console=tty0 console=ttyS0,115200n8"
-        );
-        let err = live_initramfs(&tree(&["etc/os-release"])).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("add live-boot (Debian, Ubuntu"), "{text}");
-        assert!(text.contains("dracut-live (RHEL"), "{text}");
-        assert!(text.contains("dmsquash-live module"), "{text}");
-    }
 
     #[test]
     fn labels_are_d_characters() {

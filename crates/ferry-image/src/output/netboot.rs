@@ -23,6 +23,7 @@ use ferry_oci::{Descriptor, Digest, media_type};
 use ferry_store::{ManifestRef, Store};
 
 use crate::boot::kernel::Kernel;
+use crate::boot::live::{LiveInitramfs, NoLiveInitramfs};
 use crate::rootfs::Rootfs;
 
 /// `artifactType` of a pushed netboot set.
@@ -43,46 +44,8 @@ pub enum NetbootError {
     },
     #[error("--push {reference}: {message}")]
     Push { reference: String, message: String },
-    #[error(
-        "the image cannot boot a squashfs root over the network: its initramfs has neither Debian's live-boot nor dracut's dmsquash-live; add live-boot (Debian, Ubuntu) or dracut-live with dmsquash-live in the initramfs (RHEL, Rocky, Alma)"
-    )]
-    NoLiveBoot,
-}
-
-/// How the image's initramfs mounts a squashfs root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveBoot {
-    /// Debian's live-boot (`boot=live`).
-    LiveBoot,
-    /// dracut's dmsquash-live (`root=live:...`).
-    Dracut,
-}
-
-impl LiveBoot {
-    /// What the image has, if anything.
-    pub fn detect(rootfs: &Rootfs) -> Option<LiveBoot> {
-        let tree = rootfs.tree();
-        let has = |p: &str| {
-            tree.resolve_all(Path::new(p))
-                .ok()
-                .is_some_and(|r| tree.get(&r).is_some())
-        };
-        if has("usr/share/initramfs-tools/scripts/live") || has("usr/lib/live/boot") {
-            Some(LiveBoot::LiveBoot)
-        } else if has("usr/lib/dracut/modules.d/90dmsquash-live") {
-            Some(LiveBoot::Dracut)
-        } else {
-            None
-        }
-    }
-
-    /// The kernel arguments that boot the squashfs at `rootfs_url`.
-    pub fn network_args(self, rootfs_url: &str) -> String {
-        match self {
-            LiveBoot::LiveBoot => format!("boot=live fetch={rootfs_url} ip=dhcp"),
-            LiveBoot::Dracut => format!("root=live:{rootfs_url} rd.live.image rd.neednet=1 ip=dhcp"),
-        }
-    }
+    #[error(transparent)]
+    Live(#[from] NoLiveInitramfs),
 }
 
 /// One file written, for the build report.
@@ -101,7 +64,8 @@ pub struct NetbootReport {
 }
 
 /// Writes the set into directory `dir` (created), the squashfs taken from
-/// `squashfs`; pushes it to `push` (`REPO:TAG`) in `store` if given.
+/// `squashfs`, its profile naming `final_dir` (where the caller moves
+/// it); pushes it to `push` (`REPO:TAG`) in `store` if given.
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     rootfs: &Rootfs,
@@ -110,9 +74,10 @@ pub fn write(
     name: &str,
     cmdline_extra: &str,
     dir: &Path,
+    final_dir: &Path,
     push: Option<(&Store, &str)>,
 ) -> Result<NetbootReport, NetbootError> {
-    let live = LiveBoot::detect(rootfs).ok_or(NetbootError::NoLiveBoot)?;
+    let live = LiveInitramfs::detect(rootfs.tree())?;
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| NetbootError::Io { path, source }
@@ -131,20 +96,15 @@ pub fn write(
         .map_err(io_err(&rootfs_out))?;
     let source = match push {
         Some((_, reference)) => format!("{{oci: {reference}}}"),
-        None => format!("{{dir: {}}}", dir.display()),
+        None => format!("{{dir: {}}}", final_dir.display()),
     };
     let profile = format!(
         "# Written by ferry image build: paste under `profiles:` in netboot.yaml.\n\
          {name}:\n\
          \x20 source: {source}\n\
          \x20 cmdline: >-\n\
-         \x20   {} console=tty0 console=ttyS0,115200n8{}\n",
-        live.network_args("{{ files.rootfs }}"),
-        if cmdline_extra.is_empty() {
-            String::new()
-        } else {
-            format!(" {cmdline_extra}")
-        }
+         \x20   {}\n",
+        live.network_cmdline("{{ files.rootfs }}", cmdline_extra),
     );
     let profile_path = dir.join("netboot.yaml");
     fs::write(&profile_path, profile).map_err(io_err(&profile_path))?;
@@ -242,4 +202,72 @@ fn push_set(store: &Store, reference: &str, files: &[SetFile]) -> Result<Digest,
         )
         .map(|p| p.digest)
         .map_err(|e| fail(e.to_string()))
+}
+
+/// The netboot set as an output of `ferry image build`: `OUT/netboot/`,
+/// written in the scratch directory, checked, then moved into place whole.
+pub struct NetbootOutput;
+
+impl super::Writer for NetbootOutput {
+    fn format(&self) -> crate::spec::Format {
+        crate::spec::Format::Netboot
+    }
+
+    fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
+        let squashfs = job.squashfs()?;
+        let staging = job.work.join("netboot");
+        let dir = job.out.join("netboot");
+        let report = write(
+            job.rootfs,
+            job.kernel,
+            &squashfs,
+            job.name,
+            &job.cmdline_extra(),
+            &staging,
+            &dir,
+            job.push,
+        )?;
+        check(job.rootfs, job.kernel, &squashfs, &report)?;
+        fs::rename(&staging, &dir).map_err(|source| NetbootError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        for file in &report.files {
+            let name = file.path.file_name().unwrap_or_default();
+            job.record(crate::spec::Format::Netboot, &dir.join(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the set back: the kernel, initrd and squashfs hash as their
+/// sources do.
+fn check(
+    rootfs: &Rootfs,
+    kernel: &Kernel,
+    squashfs: &Path,
+    report: &NetbootReport,
+) -> Result<(), NetbootError> {
+    let staged = |p: &Path| rootfs.stage().host_path(p);
+    let sources = [
+        staged(&kernel.kernel),
+        staged(&kernel.initrd),
+        squashfs.to_path_buf(),
+    ];
+    for (file, source) in report.files.iter().zip(sources) {
+        let (digest, _) = hash_file(&source).map_err(|e| NetbootError::Io {
+            path: source.display().to_string(),
+            source: e,
+        })?;
+        if digest != file.sha256 {
+            return Err(NetbootError::Io {
+                path: file.path.display().to_string(),
+                source: io::Error::other(format!(
+                    "reads back as {}, its source is {digest}",
+                    file.sha256
+                )),
+            });
+        }
+    }
+    Ok(())
 }

@@ -332,6 +332,85 @@ fn verify_tar(path: &Path, members: &[(&str, &Artifact)], sha256: &Digest) -> Re
     Ok(())
 }
 
+/// The OVA set as an output of `ferry image build`: `NAME.ova`, its
+/// `.ova.sha256`, and the loose `.ovf`, `.mf` and `NAME-disk-0.vmdk`.
+pub struct OvaOutput;
+
+impl super::Writer for OvaOutput {
+    fn format(&self) -> crate::spec::Format {
+        crate::spec::Format::Ova
+    }
+
+    fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
+        let raw = job.raw_disk()?;
+        let options = OvaOptions {
+            name: job.name.to_string(),
+            appliance: appliance(job)?,
+            threads: job.processors,
+            mtime: job.mtime.max(0) as u64,
+        };
+        let report = write(&raw, job.out, &options, job.progress)?;
+        for path in [
+            &report.ova.path,
+            &report.ova_sha256_file,
+            &report.ovf.path,
+            &report.manifest.path,
+            &report.disk.path,
+        ] {
+            job.record(crate::spec::Format::Ova, path)?;
+        }
+        Ok(())
+    }
+}
+
+/// The virtual machine the OVA describes, from the spec's `vm:` section,
+/// with the build's inputs as read-only product properties.
+fn appliance(job: &super::Job<'_>) -> Result<ovf::Appliance, super::OutputError> {
+    use crate::spec::Firmware as F;
+    let vm = &job.spec.vm;
+    let controller = match vm.controller.as_deref().unwrap_or("scsi") {
+        "scsi" | "lsilogic" => ovf::Controller::LsiLogic,
+        "pvscsi" => ovf::Controller::Pvscsi,
+        "sata" => ovf::Controller::Sata,
+        other => {
+            return Err(super::OutputError::Spec {
+                what: "vm.controller".into(),
+                message: format!("{other:?} is not one of scsi, pvscsi, sata"),
+            });
+        }
+    };
+    let version = job.spec.version.clone().unwrap_or_else(|| "1.0".into());
+    Ok(ovf::Appliance {
+        name: job.name.to_string(),
+        product: ovf::Product {
+            product: job.name.to_string(),
+            vendor: None,
+            version: version.clone(),
+            full_version: Some(version),
+            product_url: None,
+            vendor_url: None,
+        },
+        properties: vec![
+            ovf::Property::input("base", &job.identity),
+            ovf::Property::input("kernel", &job.kernel.version),
+            ovf::Property::input("builder", &format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+        ],
+        os: ovf::GuestOs::from_vmware_id(vm.os_type.as_deref().unwrap_or("other5xLinux64Guest")),
+        hardware: ovf::Hardware {
+            version: 13,
+            firmware: match vm.firmware.unwrap_or(F::Efi) {
+                F::Bios => ovf::Firmware::Bios,
+                F::Efi => ovf::Firmware::Efi,
+            },
+            cpus: vm.cpus.unwrap_or(2),
+            memory_mib: vm.memory.map_or(4096, |m| m.0 >> 20),
+            controller,
+            nic: ovf::Nic::Vmxnet3,
+        },
+        network: "nic0".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

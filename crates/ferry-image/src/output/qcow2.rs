@@ -470,6 +470,22 @@ fn verify(file: &File, written: &Written) -> Result<Digest, String> {
     Ok(hasher.finish())
 }
 
+/// `NAME.qcow2` as an output of `ferry image build`.
+pub struct Qcow2Output;
+
+impl super::Writer for Qcow2Output {
+    fn format(&self) -> crate::spec::Format {
+        crate::spec::Format::Qcow2
+    }
+
+    fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
+        let raw = job.raw_disk()?;
+        let path = job.out.join(format!("{}.qcow2", job.name));
+        write(&raw, &path, job.progress)?;
+        job.record(crate::spec::Format::Qcow2, &path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use ferry_image::boot::kernel::{self, Kernel};
-use ferry_image::output::iso::{self, IsoOptions, IsoReport, LiveInitramfs};
+use ferry_image::boot::live::LiveInitramfs;
+use ferry_image::output::iso::{self, IsoOptions, IsoReport};
 use ferry_image::rootfs::{Kind, Rootfs};
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::NoProgress;

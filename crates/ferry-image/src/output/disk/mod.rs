@@ -526,6 +526,19 @@ pub fn verify(
     Ok(())
 }
 
+/// `NAME.raw` as an output of `ferry image build`.
+pub struct RawOutput;
+
+impl super::Writer for RawOutput {
+    fn format(&self) -> crate::spec::Format {
+        crate::spec::Format::Raw
+    }
+
+    fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
+        job.raw_disk().map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

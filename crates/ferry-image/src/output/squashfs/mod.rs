@@ -264,3 +264,48 @@ fn write_at(mut file: &File, at: u64, bytes: &[u8]) -> Result<(), SquashfsError>
         .and_then(|_| file.write_all(bytes))
         .map_err(SquashfsError::Write)
 }
+
+/// `rootfs.squashfs` as an output of `ferry image build`.
+pub struct SquashfsOutput;
+
+impl super::Writer for SquashfsOutput {
+    fn format(&self) -> crate::spec::Format {
+        crate::spec::Format::Squashfs
+    }
+
+    fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
+        job.squashfs().map(drop)
+    }
+}
+
+/// The writer's options from the spec's `squashfs:` section.
+pub fn options(
+    spec: &crate::spec::ImageSpec,
+    processors: usize,
+    mkfs_time: i64,
+) -> Result<SquashfsOptions, super::OutputError> {
+    use crate::spec::SquashfsCompression as C;
+    let s = &spec.squashfs;
+    let compression = match s.compression.unwrap_or(C::Zstd) {
+        C::Zstd => Compression::Zstd {
+            level: s.level.map_or(ZSTD_DEFAULT_LEVEL, |l| l as i32),
+        },
+        C::Xz => Compression::Xz,
+        C::Gzip => Compression::Gzip {
+            level: s.level.unwrap_or(9),
+        },
+    };
+    let block_size = match s.block_size {
+        Some(size) => u32::try_from(size.0).map_err(|_| super::OutputError::Spec {
+            what: "squashfs.block_size".into(),
+            message: format!("{} bytes is larger than 1M", size.0),
+        })?,
+        None => 128 * 1024,
+    };
+    Ok(SquashfsOptions {
+        compression,
+        block_size,
+        processors: processors.max(1),
+        mkfs_time,
+    })
+}
