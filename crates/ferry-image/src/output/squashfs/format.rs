@@ -156,6 +156,10 @@ impl<'a> Le<'a> {
         }
     }
 
+    pub(super) fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
     fn array<const N: usize>(&mut self) -> [u8; N] {
         self.take(N).try_into().unwrap_or([0; N])
     }

@@ -285,10 +285,11 @@ impl Image {
         if blocks == 0 {
             return Err(self.corrupt("an empty lookup table"));
         }
-        let mut index = vec![0u8; blocks * 8];
-        if index_at + index.len() as u64 > next {
+        // Checked before allocating: a corrupt count must not exhaust memory.
+        if index_at.saturating_add(blocks as u64 * 8) > next {
             return Err(self.corrupt("a table index overlaps the next table"));
         }
+        let mut index = vec![0u8; blocks * 8];
         self.file
             .read_exact_at(&mut index, index_at)
             .map_err(|_| self.corrupt("table index out of the image"))?;
@@ -296,7 +297,7 @@ impl Image {
             .chunks(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        let mut out = Vec::with_capacity(blocks * METADATA_SIZE);
+        let mut out = Vec::new();
         for (i, start) in starts.iter().enumerate() {
             let end = starts.get(i + 1).copied().unwrap_or(index_at);
             if *start >= end || end - start > METADATA_SIZE as u64 + 2 {
@@ -473,6 +474,8 @@ impl Image {
         } else {
             size / bs
         };
+        // A corrupt size cannot make this read past the table.
+        let count = count.min(r.remaining() as u64 / 4 + 1);
         let blocks = (0..count).map(|_| r.u32()).collect();
         Body::File(FileData {
             start,
@@ -598,7 +601,9 @@ impl Image {
             let expected = tree.inode(id);
             self.check_inode(&inode, expected, tree, &children, &path)
                 .map_err(mismatch)?;
-            if let Some(r) = self.export.get(inode.number as usize - 1)
+            if let Some(r) = (inode.number as usize)
+                .checked_sub(1)
+                .and_then(|i| self.export.get(i))
                 && *r != reference
             {
                 return Err(mismatch("the export table points elsewhere".into()));
@@ -857,6 +862,9 @@ impl ContentChecker<'_> {
                 .read_to_end(&mut expected)
                 .map_err(stage_err)?;
             let stored = u64::from(size & !DATA_UNCOMPRESSED);
+            if stored > bs {
+                return Err(mismatch(format!("block {i} stored larger than a block")));
+            }
             if stored == 0 {
                 block.clear();
                 block.resize(want as usize, 0);
@@ -911,7 +919,11 @@ impl ContentChecker<'_> {
                 .fragments
                 .get(index as usize)
                 .ok_or_else(|| format!("fragment {index} past the fragment table"))?;
-            let mut raw = vec![0u8; (size & !DATA_UNCOMPRESSED) as usize];
+            let stored = size & !DATA_UNCOMPRESSED;
+            if stored > self.image.sb.block_size {
+                return Err(format!("fragment {index} stored larger than a block"));
+            }
+            let mut raw = vec![0u8; stored as usize];
             self.image
                 .file
                 .read_exact_at(&mut raw, start)

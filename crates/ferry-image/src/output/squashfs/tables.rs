@@ -531,3 +531,136 @@ fn xattr_tables(
     header.put32(0);
     lookup_table(out, base, codec, &ids, &header)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::squashfs::Compression;
+
+    /// A metadata stream decompressed: its bytes and each block's offset
+    /// in the stream on disk.
+    fn unpack(blocks: &[u8], codec: &mut Codec) -> (Vec<u8>, Vec<u64>) {
+        let (mut bytes, mut starts) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        while at < blocks.len() {
+            starts.push(at as u64);
+            let header = u16::from_le_bytes([blocks[at], blocks[at + 1]]);
+            let len = (header & !METADATA_UNCOMPRESSED) as usize;
+            let stored = &blocks[at + 2..at + 2 + len];
+            if header & METADATA_UNCOMPRESSED != 0 {
+                bytes.extend_from_slice(stored);
+            } else {
+                let mut out = Vec::new();
+                codec.decompress(stored, &mut out, METADATA_SIZE).unwrap();
+                bytes.extend_from_slice(&out);
+            }
+            at += 2 + len;
+        }
+        (bytes, starts)
+    }
+
+    /// The headers of a listing: (offset, entries, inode block, base
+    /// number, first name).
+    fn headers(listing: &[u8]) -> Vec<(usize, u32, u32, u32, Vec<u8>)> {
+        let mut r = Le::new(listing);
+        let mut found = Vec::new();
+        while r.at < listing.len() {
+            let at = r.at;
+            let (count, block, base) = (r.u32() + 1, r.u32(), r.u32());
+            let mut first = None;
+            for _ in 0..count {
+                r.take(6);
+                let len = r.u16() as usize + 1;
+                first.get_or_insert(r.take(len).to_vec());
+            }
+            found.push((at, count, block, base, first.unwrap()));
+        }
+        found
+    }
+
+    fn files<'a>(
+        names: &'a [Vec<u8>],
+        reference: impl Fn(usize) -> u64,
+        number: impl Fn(usize) -> u32,
+    ) -> Vec<Listed<'a>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Listed {
+                name,
+                reference: reference(i),
+                number: number(i),
+                kind: FILE,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_starts_a_new_header_at_256_entries_a_new_inode_block_and_a_number_gap() {
+        let mut codec = Codec::new(Compression::Zstd { level: 3 }, 4096);
+        let names: Vec<Vec<u8>> = (0..600).map(|i| format!("f{i:04}").into_bytes()).collect();
+        let listed = files(
+            &names,
+            // Inodes in block 0 up to entry 300, then in the block at 5000.
+            |i| {
+                if i < 300 {
+                    i as u64 * 20
+                } else {
+                    (5000 << 16) | ((i as u64 - 300) * 20)
+                }
+            },
+            // More than i16::MAX between entries 499 and 500.
+            |i| {
+                if i < 500 {
+                    10 + i as u32
+                } else {
+                    100_000 + i as u32
+                }
+            },
+        );
+        let mut w = MetadataWriter::new();
+        let listing = write_listing(&mut w, &mut codec, &listed).unwrap();
+        assert!(listing.index.is_empty(), "under 8 KiB: no index");
+        let (bytes, _) = unpack(&w.finish(&mut codec).unwrap(), &mut codec);
+        let runs: Vec<(u32, u32, u32)> = headers(&bytes).iter().map(|h| (h.1, h.2, h.3)).collect();
+        assert_eq!(
+            runs,
+            [
+                (256, 0, 10),
+                (44, 0, 266),
+                (200, 5000, 310),
+                (100, 5000, 100_500)
+            ]
+        );
+    }
+
+    #[test]
+    fn each_index_entry_names_a_header_and_the_block_holding_it() {
+        let mut codec = Codec::new(Compression::Zstd { level: 3 }, 4096);
+        let names: Vec<Vec<u8>> = (0..600)
+            .map(|i| format!("{i:04}{}", "x".repeat(96)).into_bytes())
+            .collect();
+        let listed = files(&names, |i| i as u64 * 8, |i| 2 + i as u32);
+        let mut w = MetadataWriter::new();
+        // Start mid-block, as a directory usually does.
+        let before = 3000;
+        w.write(&mut codec, &[0; 3000]).unwrap();
+        let listing = write_listing(&mut w, &mut codec, &listed).unwrap();
+        let (bytes, starts) = unpack(&w.finish(&mut codec).unwrap(), &mut codec);
+        let headers = headers(&bytes[before..]);
+        // 600 entries of 108 bytes, about 64 KiB: one index entry per 8 KiB.
+        assert_eq!(listing.index.len(), 7);
+        let mut last = 0;
+        for (at, block, name) in &listing.index {
+            let at = *at as usize;
+            assert!(at > last && at - last <= METADATA_SIZE, "{at} after {last}");
+            assert!(
+                headers.iter().any(|h| h.0 == at && h.4 == *name),
+                "no header at {at} starting with its name"
+            );
+            // As the kernel's get_dir_index_using_name reads it.
+            assert_eq!(u64::from(*block), starts[(before + at) / METADATA_SIZE]);
+            last = at;
+        }
+    }
+}
