@@ -59,7 +59,7 @@ SOURCE_DATE_EPOCH=1700000000 mmdebstrap --mode=root --variant=minbase --format=t
         printf "MODULES=list\nCOMPRESS=zstd\n" > "$1/etc/initramfs-tools/conf.d/ferry-test.conf"
         printf "%s\n" virtio_pci virtio_blk virtio_scsi virtio_net sd_mod sr_mod cdrom isofs \
             squashfs overlay loop ext4 vfat nls_cp437 nls_ascii nls_utf8 ata_piix ata_generic ahci \
-            ehci_pci uhci_hcd xhci_pci usb_storage uas e1000 e1000e vmxnet3 vmw_pvscsi mptspi \
+            ehci_pci uhci_hcd xhci_pci usb_storage uas e1000 e1000e vmxnet3 vmw_pvscsi mptspi mptsas sym53c8xx \
             > "$1/etc/initramfs-tools/modules"
         chroot "$1" update-initramfs -u -k all
         rm -f "$1"/etc/ssh/ssh_host_*

@@ -15,42 +15,10 @@ use ferry_image::customize::{self, ArtifactFiles};
 use ferry_image::rootfs::{Rootfs, layer};
 use ferry_image::spec::ImageSpec;
 
-/// What the marker unit prints: how the system came up, from the kernel
-/// command line (`boot=live` and `fetch=`) and `/sys/firmware/efi`.
-pub const OVERLAY: &str = r#"
-files:
-  - path: /usr/local/sbin/ferry-image-ok
-    mode: "0755"
-    content: |
-      #!/bin/sh
-      how=disk
-      grep -q 'boot=live' /proc/cmdline && how=live
-      grep -q 'fetch=' /proc/cmdline && how=netboot
-      fw=bios
-      [ -d /sys/firmware/efi ] && fw=efi
-      echo "FERRY-IMAGE-OK $how $fw" > /dev/ttyS0
-      systemctl poweroff --no-block
-  - path: /etc/systemd/system/ferry-image-ok.service
-    content: |
-      [Unit]
-      Description=Report a good boot to the test
-      After=basic.target
-      [Service]
-      Type=oneshot
-      ExecStart=/usr/local/sbin/ferry-image-ok
-      [Install]
-      WantedBy=ferry-test.target
-  - path: /etc/systemd/system/ferry-test.target
-    content: |
-      [Unit]
-      Description=Test boot: basic system, then the marker
-      Requires=basic.target
-      After=basic.target
-      AllowIsolate=yes
-systemd:
-  enable: [ferry-image-ok.service]
-  default_target: ferry-test.target
-"#;
+/// The test overlay (tests/data/marker-overlay.yaml): a unit printing
+/// `FERRY-IMAGE-OK <live|disk|netboot> <bios|efi>` on the serial console,
+/// then powering off.
+pub const OVERLAY: &str = include_str!("../data/marker-overlay.yaml");
 
 /// The cached Debian rootfs tarball, built on first use.
 pub fn debian_tar() -> PathBuf {

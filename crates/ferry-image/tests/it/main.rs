@@ -3,6 +3,7 @@
 //! `qemu` boots an output under SeaBIOS or OVMF and waits for the marker
 //! the test overlay unit prints; `disk` tests the raw disk output.
 
+mod build;
 mod disk;
 mod fixture;
 mod iso;

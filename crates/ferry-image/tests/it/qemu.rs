@@ -24,9 +24,6 @@ pub enum Medium {
     Usb(PathBuf),
     /// A virtio disk, raw or another format QEMU reads (`qcow2`, `vmdk`).
     Disk { path: PathBuf, format: &'static str },
-    /// A disk on an LSI SCSI controller, as vSphere attaches an OVA's disk.
-    Scsi { path: PathBuf, format: &'static str },
-}
 
 /// Boots at most this many VMs at once.
 const PARALLEL: usize = 2;
@@ -107,15 +104,6 @@ fn run(
                 "if=virtio,format={format},snapshot=on,file={}",
                 path.display()
             ));
-        }
-        Medium::Scsi { path, format } => {
-            cmd.args(["-device", "lsi53c895a,id=scsi0"])
-                .arg("-drive")
-                .arg(format!(
-                    "if=none,id=disk0,format={format},snapshot=on,file={}",
-                    path.display()
-                ))
-                .args(["-device", "scsi-hd,bus=scsi0.0,drive=disk0,bootindex=0"]);
         }
     }
     let mut child = cmd
