@@ -123,7 +123,13 @@ pub fn default_name(base: &str) -> String {
     let last = last.split('@').next().unwrap_or(last);
     last.replace(':', "-")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 

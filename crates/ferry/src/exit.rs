@@ -464,7 +464,7 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
     use ferry_image::build::BuildError;
     use ferry_image::customize::CustomizeError;
     use ferry_image::output::{
-        OutputError, disk::DiskError, iso::IsoError, ova::OvaError, netboot::NetbootError,
+        OutputError, disk::DiskError, iso::IsoError, netboot::NetbootError, ova::OvaError,
         squashfs::SquashfsError,
     };
     use ferry_image::rootfs::layer::LayerError;
@@ -605,9 +605,7 @@ fn bundle_class(error: &ferry_bundle::BundleError) -> Option<Class> {
     match error {
         // Cannot open the file: the I/O error says whose fault.
         B::Container(ContainerError::Open { source, .. }) => io_class(source),
-        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => {
-            Some(Class::Usage)
-        }
+        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => Some(Class::Usage),
         B::Container(_)
         | B::Tar { .. }
         | B::UnsafeMember { .. }
