@@ -147,6 +147,11 @@ fn synthetic(stage: &Path, reverse: bool) -> Rootfs {
     ] {
         r.special(p(name), kind, meta(0o620, 0, 5)).unwrap();
     }
+    // Hard links to a device, a FIFO and a symlink (the last one becomes
+    // a symlink of its own).
+    r.hard_link(p("dev/null-too"), p("dev/null")).unwrap();
+    r.hard_link(p("dev/initctl-too"), p("dev/initctl")).unwrap();
+    r.hard_link(p("bin/sh-too"), p("bin/sh")).unwrap();
     let mut names: Vec<String> = (0..600)
         .map(|i| format!("entry-with-a-longish-name-{i:04}"))
         .collect();
@@ -232,6 +237,15 @@ fn ext4_fixup_sets_what_the_stage_cannot_hold() {
     assert!(big.contains("Device major/minor number: 259:300"), "{big}");
     assert!(stat("/dev/sda").contains("Type: block special"));
     assert!(stat("/dev/initctl").contains("Type: FIFO"));
+    for linked in ["/dev/null-too", "/dev/initctl-too"] {
+        let st = stat(linked);
+        assert!(
+            st.contains("Links: 2") && st.contains("Mode:  0620"),
+            "{st}"
+        );
+    }
+    assert!(stat("/dev/null-too").contains("Device major/minor number: 01:03"));
+    assert!(stat("/bin/sh-too").contains("Links: 1"));
     assert!(stat("/bin/long").contains("Type: symlink"));
     let ls = debugfs(&image, MIB, "ls -l /dev");
     assert!(ls.contains("null"), "{ls}");

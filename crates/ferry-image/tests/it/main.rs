@@ -6,6 +6,8 @@
 mod disk;
 mod fixture;
 mod iso;
+mod layers;
 mod qemu;
+mod snapshot;
 mod squashfs;
 mod vdisk;

@@ -184,6 +184,8 @@ fn synthetic(stage: PathBuf) -> Rootfs {
         r.special(p(path), kind, meta(mode, 0, gid, next()))
             .unwrap();
     }
+    r.hard_link(p("dev/null-too"), p("dev/null")).unwrap();
+    r.hard_link(p("run/initctl-too"), p("run/initctl")).unwrap();
     // 700 entries of ~55-byte names: over 256 entries per header and
     // several metadata blocks of listing, so directory index entries.
     for i in 0..700 {
