@@ -61,14 +61,15 @@
 //! Reproducible: the marker, the FAT serial and the GPT GUIDs derive from
 //! the build's identity, label and `SOURCE_DATE_EPOCH`; every date is
 //! `SOURCE_DATE_EPOCH`; GRUB images depend only on their inputs. The ISO
-//! is written as `<out>.partial`, read back ([`verify`]) and only then
-//! renamed to `out`.
+//! is written under a temporary name ([`ferry_oci::atomic`]), read back
+//! ([`verify`]) and only then renamed to `out`.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::Progress;
 use hadris_fat::{FatOptions, VolumeLabel};
@@ -528,7 +529,7 @@ fn assemble(
     result.map(|()| layout)
 }
 
-/// Writes the ISO at `<out>.partial`, patches the MBR's GRUB core
+/// Writes the ISO under a temporary name, patches the MBR's GRUB core
 /// address, reads it back and renames it to `out`.
 fn write_verified(
     tree: &Tree,
@@ -541,18 +542,11 @@ fn write_verified(
         path: out.to_owned(),
         message,
     };
-    let partial = partial_path(out);
-    let guard = RemoveOnDrop(&partial);
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&partial)
-        .map_err(io_error(&partial))?;
+    let target = AtomicWrite::new().open(out).map_err(io_error(out))?;
+    let (file, partial) = (target.file(), target.temp_path());
     let device = Counted {
-        inner: FileDevice::new(file.try_clone().map_err(io_error(&partial))?)
-            .map_err(io_error(&partial))?,
+        inner: FileDevice::new(file.try_clone().map_err(io_error(partial))?)
+            .map_err(io_error(partial))?,
         progress,
     };
     let written = hadris_iso::sync::write(device, tree, iso_options)
@@ -568,42 +562,16 @@ fn write_verified(
     // `xorriso --grub2-mbr`: the address of the core image's first sector
     // (after the 4 sectors of cdboot.img), for boot_hybrid.img.
     file.write_all_at(&(bios_block * 4 + 4).to_le_bytes(), MBR_CORE_ADDRESS as u64)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(&partial))?;
-    drop(file);
+        .map_err(io_error(partial))?;
 
-    verify(&partial, layout).map_err(|e| match e {
+    verify(partial, layout).map_err(|e| match e {
         IsoError::Verify { what, .. } => IsoError::Verify {
             path: out.to_owned(),
             what,
         },
         other => other,
     })?;
-    std::fs::rename(&partial, out).map_err(io_error(out))?;
-    std::mem::forget(guard);
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// `<out>.partial`, where the ISO is until it passed its read-back.
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
-/// Removes a half-written output unless forgotten.
-struct RemoveOnDrop<'a>(&'a Path);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
-    }
+    target.commit().map_err(io_error(out))
 }
 
 /// Where [`Counted`] reports.
@@ -947,6 +915,14 @@ mod tests {
         }
     }
 
+    /// No temporary file is left in `dir`.
+    fn assert_no_partial(dir: &Path) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name();
+            assert!(!name.to_string_lossy().ends_with(".partial"), "{name:?}");
+        }
+    }
+
     #[test]
     fn the_read_back_finds_what_was_written_and_catches_damage() {
         let dir = tempfile::tempdir().unwrap();
@@ -957,7 +933,7 @@ mod tests {
         let options = options();
         let progress = Recorder::default();
         let layout = assemble(&parts, &options, &seeds(&options), &out, &work, &progress).unwrap();
-        assert!(!partial_path(&out).exists());
+        assert_no_partial(dir.path());
         let size = std::fs::metadata(&out).unwrap().len();
         assert_eq!(
             *progress.0.lock().unwrap(),
@@ -1028,7 +1004,7 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("missing.sqfs"), "{err}");
         assert_eq!(std::fs::read(&out).unwrap(), b"the last good ISO");
-        assert!(!partial_path(&out).exists());
+        assert_no_partial(dir.path());
     }
 
     #[test]

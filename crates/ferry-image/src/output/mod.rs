@@ -2,7 +2,6 @@
 //! the other writers made from it) into one artifact, reads it back, and
 //! only then puts it under its final name.
 
-pub mod atomic;
 pub mod disk;
 pub mod iso;
 pub mod netboot;
@@ -18,6 +17,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ferry_oci::Digest;
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 use serde::Serialize;
 
@@ -142,15 +142,16 @@ impl Job<'_> {
             self.work.join("rootfs.squashfs")
         };
         let options = squashfs::options(self.spec, self.processors, self.mtime)?;
-        // Written and verified in the scratch directory, then renamed:
-        // nothing unverified ever has the final name.
-        let unverified = self.work.join("rootfs.squashfs.unverified");
-        squashfs::write(self.rootfs, &unverified, &options, self.progress)?;
-        squashfs::verify(&unverified, self.rootfs)?;
-        std::fs::rename(&unverified, &path).map_err(|source| OutputError::Io {
+        // Read back before it gets its name: nothing unverified ever has
+        // the final name.
+        let io_err = |source| OutputError::Io {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        let target = AtomicWrite::new().open(&path).map_err(io_err)?;
+        squashfs::write_to(self.rootfs, target.file(), &options, self.progress)?;
+        squashfs::verify(target.temp_path(), self.rootfs)?;
+        target.commit().map_err(io_err)?;
         if wanted {
             self.record(Format::Squashfs, &path)?;
         }

@@ -18,6 +18,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::{Descriptor, Digest, media_type};
 use ferry_store::{ManifestRef, Store};
@@ -92,7 +93,7 @@ pub fn write(
     // costs no second copy of the largest file.
     let _ = fs::remove_file(&rootfs_out);
     fs::hard_link(squashfs, &rootfs_out)
-        .or_else(|_| fs::copy(squashfs, &rootfs_out).map(drop))
+        .or_else(|_| copy(&mut fs::File::open(squashfs)?, &rootfs_out))
         .map_err(io_err(&rootfs_out))?;
     let source = match push {
         Some((_, reference)) => format!("{{oci: {reference}}}"),
@@ -107,7 +108,9 @@ pub fn write(
         live.network_cmdline("{{ files.rootfs }}", cmdline_extra),
     );
     let profile_path = dir.join("netboot.yaml");
-    fs::write(&profile_path, profile).map_err(io_err(&profile_path))?;
+    AtomicWrite::new()
+        .replace(&profile_path, profile.as_bytes())
+        .map_err(io_err(&profile_path))?;
     let mut files = Vec::new();
     for path in [&kernel_out, &initrd_out, &rootfs_out, &profile_path] {
         let (sha256, size) = hash_file(path).map_err(io_err(path))?;
@@ -129,10 +132,14 @@ pub fn write(
 
 /// Copies image file `path` out of the stage.
 fn copy_out(rootfs: &Rootfs, path: &Path, out: &Path) -> io::Result<()> {
-    let mut from = rootfs.stage().open(path)?;
-    let mut to = fs::File::create(out)?;
-    io::copy(&mut from, &mut to)?;
-    to.sync_all()
+    copy(&mut rootfs.stage().open(path)?, out)
+}
+
+/// Writes `out` from `from`, whole or not at all.
+fn copy(from: &mut impl io::Read, out: &Path) -> io::Result<()> {
+    let mut to = AtomicWrite::new().open(out)?;
+    io::copy(from, &mut to)?;
+    to.commit()
 }
 
 /// sha256 and size of a file, streamed.
@@ -228,10 +235,14 @@ impl super::Writer for NetbootOutput {
             job.push,
         )?;
         check(job.rootfs, job.kernel, &squashfs, &report)?;
-        fs::rename(&staging, &dir).map_err(|source| NetbootError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        // The set appears whole: a directory renamed into place, and the
+        // rename made durable.
+        fs::rename(&staging, &dir)
+            .and_then(|()| ferry_oci::atomic::sync_dir(job.out))
+            .map_err(|source| NetbootError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
         for file in &report.files {
             let name = file.path.file_name().unwrap_or_default();
             job.record(crate::spec::Format::Netboot, &dir.join(name))?;

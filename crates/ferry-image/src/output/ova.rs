@@ -43,9 +43,9 @@ use std::path::{Path, PathBuf};
 use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 
-use super::atomic::AtomicFile;
 use super::ovf::{self, Appliance, DiskFile, OvfError};
 use super::vmdk::{self, StreamOptions, VmdkError, VmdkReport};
+use ferry_oci::atomic::AtomicWrite;
 
 /// The largest size a ustar header's 11 octal digits hold.
 const USTAR_MAX_SIZE: u64 = (1 << 33) - 1;
@@ -192,9 +192,7 @@ fn write_small(path: &Path, bytes: &[u8]) -> Result<Artifact, OvaError> {
         path: path.to_owned(),
         source,
     };
-    let file = AtomicFile::create(path).map_err(write_err)?;
-    file.file().write_all(bytes).map_err(write_err)?;
-    file.commit().map_err(write_err)?;
+    AtomicWrite::new().replace(path, bytes).map_err(write_err)?;
     Ok(Artifact {
         path: path.to_owned(),
         size: bytes.len() as u64,
@@ -252,7 +250,7 @@ fn write_tar(path: &Path, members: &[(&str, &Artifact)], mtime: u64) -> Result<A
         path: path.to_owned(),
         source,
     };
-    let target = AtomicFile::create(path).map_err(write_err)?;
+    let target = AtomicWrite::new().open(path).map_err(write_err)?;
     let (size, sha256) = {
         let out = Hashing {
             inner: BufWriter::with_capacity(1 << 20, target.file()),

@@ -34,8 +34,8 @@ use std::path::{Path, PathBuf};
 use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 
-use super::atomic::AtomicFile;
 use super::raw::{RawDisk, RawError};
+use ferry_oci::atomic::AtomicWrite;
 
 const MAGIC: u32 = 0x5146_49fb; // "QFI\xfb"
 const VERSION: u32 = 3;
@@ -93,7 +93,7 @@ pub fn write(raw: &Path, out: &Path, progress: &dyn Progress) -> Result<Qcow2Rep
         path: out.to_owned(),
         source,
     };
-    let target = AtomicFile::create(out).map_err(write_err)?;
+    let target = AtomicWrite::new().open(out).map_err(write_err)?;
     progress.start(&task, "qcow2", Some(disk.size()));
     let written = write_to(&disk, target.file(), progress, &task).map_err(|e| match e {
         WriteError::Raw(e) => Qcow2Error::Raw(e),

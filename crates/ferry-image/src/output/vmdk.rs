@@ -67,9 +67,9 @@ use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::atomic::AtomicFile;
 use super::pipeline::ordered_map;
 use super::raw::{RawDisk, RawError, SECTOR};
+use ferry_oci::atomic::AtomicWrite;
 
 const MAGIC: u32 = 0x564d_444b; // "KDMV" on disk
 const VERSION: u32 = 3;
@@ -202,7 +202,7 @@ pub fn write_stream_optimized(
         path: out.to_owned(),
         source,
     };
-    let target = AtomicFile::create(out).map_err(write_err)?;
+    let target = AtomicWrite::new().open(out).map_err(write_err)?;
     progress.start(&task, "vmdk", Some(disk.size()));
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

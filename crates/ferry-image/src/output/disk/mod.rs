@@ -24,19 +24,21 @@
 //! hash seed, FAT serial) is derived from the image's identity and
 //! SOURCE_DATE_EPOCH, as systemd-repart derives its own (a hash with the
 //! UUID version 4 bits set), so two builds of the same inputs give the
-//! same bytes. The disk is written as `<out>.partial`, read back in full
-//! ([`verify`]) and only then renamed to `out`.
+//! same bytes. The disk is written under a temporary name
+//! ([`ferry_oci::atomic`]), read back in full ([`verify`]) and only then
+//! renamed to `out`.
 
 pub mod bios;
 pub mod esp;
 pub mod ext4;
 pub mod gpt;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 use hadris_part::{Disk, Guid};
 use sha2::{Digest, Sha256};
@@ -304,20 +306,6 @@ fn add_boot_files(
     Ok(())
 }
 
-/// `<out>.partial`, removed unless committed.
-struct Partial {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn read_work_file(path: &Path) -> Result<Vec<u8>, DiskError> {
     let mut bytes = Vec::new();
     File::open(path)
@@ -377,21 +365,10 @@ pub fn write(
     let (bios_offset, bios_len) = gpt::extent(&table, gpt::BIOS_BOOT);
     let (esp_offset, esp_len) = gpt::extent(&table, gpt::ESP);
 
-    let name = out.file_name().unwrap_or_default().to_string_lossy();
-    let mut partial = Partial {
-        path: out.with_file_name(format!("{name}.partial")),
-        committed: false,
-    };
-    let _ = std::fs::remove_file(&partial.path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&partial.path)
-        .map_err(io_err(&partial.path))?;
+    let target = AtomicWrite::new().open(out).map_err(io_err(out))?;
+    let (file, partial) = (target.file(), target.temp_path());
     // A hole: mke2fs may take the partition as zeros.
-    file.set_len(plan.disk_bytes)
-        .map_err(io_err(&partial.path))?;
+    file.set_len(plan.disk_bytes).map_err(io_err(partial))?;
 
     let task = "disk:ext4";
     progress.start(task, "disk: ext4 root", Some(tree.len() as u64));
@@ -405,7 +382,7 @@ pub fn write(
         journal_mib: plan.journal_mib,
         mtime: options.mtime,
     };
-    match ext4::mke2fs(rootfs.stage().root(), &partial.path, work, &params) {
+    match ext4::mke2fs(rootfs.stage().root(), partial, work, &params) {
         // The estimate fell short of what mke2fs allocated (it errs on
         // the large side, so this is rare): ask for a tenth more content.
         Err(Ext4Error::NoSpace { .. }) => {
@@ -417,29 +394,26 @@ pub fn write(
         }
         other => other?,
     }
-    let fixup = ext4::fix_up(&file, root_offset, tree, progress, task)?;
+    let fixup = ext4::fix_up(file, root_offset, tree, progress, task)?;
     progress.finish(task, "written");
 
     let core_lba = bios_offset / gpt::SECTOR;
     let core_img = read_work_file(&core_path)?;
     let core = bios::place_core(&core_img, core_lba, bios_len as usize)?;
     file.write_all_at(&core, bios_offset)
-        .map_err(io_err(&partial.path))?;
+        .map_err(io_err(partial))?;
     table
         .set_bootstrap(&bios::boot_code(&boot_img, core_lba)?)
         .map_err(|e| GptError::Write(e.to_string()))?;
-    gpt::write(&file, &table)?;
+    gpt::write(file, &table)?;
     esp::write(
-        &file,
+        file,
         esp_offset,
         esp_len,
         &esp_files,
         ids.esp_serial,
         options.mtime,
     )?;
-    file.sync_all().map_err(io_err(&partial.path))?;
-    drop(file);
-
     let report = DiskReport {
         size: plan.disk_bytes,
         root_size: root_len,
@@ -452,14 +426,8 @@ pub fn write(
         core,
         esp: esp_files,
     };
-    verify(&partial.path, rootfs, &report, progress)?;
-    std::fs::rename(&partial.path, out).map_err(io_err(out))?;
-    partial.committed = true;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-    }
+    verify(partial, rootfs, &report, progress)?;
+    target.commit().map_err(io_err(out))?;
     Ok(report)
 }
 
