@@ -86,6 +86,7 @@ use hadris_storage::{BlockIndex, BlockSize};
 use crate::boot::grub::{self, Grub, GrubError, Target};
 use crate::boot::kernel::Kernel;
 use crate::boot::live::{LiveInitramfs, NoLiveInitramfs};
+use crate::output::FileError;
 use crate::rootfs::Rootfs;
 
 /// ISO paths (no leading slash, as hadris trees take them).
@@ -182,27 +183,12 @@ pub enum IsoError {
     Live(#[from] NoLiveInitramfs),
     #[error(transparent)]
     Grub(#[from] GrubError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("writing the EFI system partition image {path}: {message}")]
     Esp { path: PathBuf, message: String },
     #[error("writing the ISO {path}: {message}")]
     Write { path: PathBuf, message: String },
-    #[error(
-        "the ISO {path} failed its read-back check: {what}; build it again (a disk error, or a bug in ferry)"
-    )]
-    Verify { path: PathBuf, what: String },
-}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IsoError + '_ {
-    move |source| IsoError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// Checks a volume label (ECMA-119 §7.4.1 d-characters, §8.4.6 32 bytes).
@@ -315,7 +301,7 @@ pub fn write(
     let marker = format!(".ferry-{}", seeds.marker);
     let early = early_config(&marker);
 
-    std::fs::create_dir_all(work).map_err(io_error(work))?;
+    std::fs::create_dir_all(work).map_err(FileError::io(work))?;
     let bios_image = work.join("eltorito.img");
     grub.mkimage(
         rootfs,
@@ -360,7 +346,7 @@ pub fn write(
         marker_text,
     };
     let layout = assemble(&parts, options, &seeds, out, work, progress)?;
-    let size = std::fs::metadata(out).map_err(io_error(out))?.len();
+    let size = std::fs::metadata(out).map_err(FileError::io(out))?.len();
     Ok(IsoReport {
         size,
         marker,
@@ -385,10 +371,8 @@ struct Parts {
 }
 
 fn host_file(path: &Path) -> Result<Content, IsoError> {
-    hadris_fs::host::file(path).map_err(|e| IsoError::Io {
-        path: path.to_owned(),
-        source: io::Error::other(e.to_string()),
-    })
+    hadris_fs::host::file(path)
+        .map_err(|e| FileError::io(path)(io::Error::other(e.to_string())).into())
 }
 
 fn date(mtime: i64) -> DateTime {
@@ -445,8 +429,8 @@ fn write_esp(
         .create(true)
         .truncate(true)
         .open(&path)
-        .map_err(io_error(&path))?;
-    let device = FileDevice::new(file).map_err(io_error(&path))?;
+        .map_err(FileError::io(&path))?;
+    let device = FileDevice::new(file).map_err(FileError::io(&path))?;
     hadris_fat::sync::write(device, &tree, &fat).map_err(|e| esp_error(e.to_string()))?;
     Ok((path, files))
 }
@@ -542,11 +526,11 @@ fn write_verified(
         path: out.to_owned(),
         message,
     };
-    let target = AtomicWrite::new().open(out).map_err(io_error(out))?;
+    let target = AtomicWrite::new().open(out).map_err(FileError::io(out))?;
     let (file, partial) = (target.file(), target.temp_path());
     let device = Counted {
-        inner: FileDevice::new(file.try_clone().map_err(io_error(partial))?)
-            .map_err(io_error(partial))?,
+        inner: FileDevice::new(file.try_clone().map_err(FileError::io(partial))?)
+            .map_err(FileError::io(partial))?,
         progress,
     };
     let written = hadris_iso::sync::write(device, tree, iso_options)
@@ -562,16 +546,14 @@ fn write_verified(
     // `xorriso --grub2-mbr`: the address of the core image's first sector
     // (after the 4 sectors of cdboot.img), for boot_hybrid.img.
     file.write_all_at(&(bios_block * 4 + 4).to_le_bytes(), MBR_CORE_ADDRESS as u64)
-        .map_err(io_error(partial))?;
+        .map_err(FileError::io(partial))?;
 
     verify(partial, layout).map_err(|e| match e {
-        IsoError::Verify { what, .. } => IsoError::Verify {
-            path: out.to_owned(),
-            what,
-        },
+        IsoError::File(FileError::Verify { what, .. }) => FileError::verify(out)(what).into(),
         other => other,
     })?;
-    target.commit().map_err(io_error(out))
+    target.commit().map_err(FileError::io(out))?;
+    Ok(())
 }
 
 /// Where [`Counted`] reports.
@@ -640,11 +622,8 @@ impl<D: BlockDevice> BlockDevice for Counted<'_, D> {
 /// core address, the GPT (CRCs, an EFI system partition where the UEFI
 /// entry points) and the ESP's files.
 pub fn verify(iso: &Path, layout: &IsoLayout) -> Result<(), IsoError> {
-    let fail = |what: String| IsoError::Verify {
-        path: iso.to_owned(),
-        what,
-    };
-    let device = FileDevice::open(iso).map_err(io_error(iso))?;
+    let fail = |what: String| IsoError::from(FileError::verify(iso)(what));
+    let device = FileDevice::open(iso).map_err(FileError::io(iso))?;
     let mut fs = hadris_iso::sync::IsoFs::mount(device, MountOptions::new())
         .map_err(|e| fail(format!("not an ISO 9660 image ({e})")))?;
     let volume = fs.info().id(IsoId::Volume);
@@ -733,7 +712,7 @@ pub fn verify(iso: &Path, layout: &IsoLayout) -> Result<(), IsoError> {
 
     // The partition tables and the ESP.
     let mut disk = FileDevice::open_with_block_size(iso, BlockSize::new(512).expect("512"))
-        .map_err(io_error(iso))?;
+        .map_err(FileError::io(iso))?;
     let table = hadris_part::sync::read(&mut disk)
         .map_err(|e| fail(format!("the partition table: {e}")))?;
     let PartitionTable::Hybrid(hybrid) = table.table() else {

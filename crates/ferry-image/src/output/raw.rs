@@ -7,15 +7,22 @@
 //! extents that are all zeros are skipped too, so neither costs a byte
 //! of output. Only one block of [`BLOCK_CLUSTERS`] clusters is held at a
 //! time.
+//!
+//! [`convert`] is the frame both writers run in: a new file under a
+//! temporary name, read back, then renamed into place.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ferry_oci::Digest;
+use ferry_oci::atomic::{AtomicFile, AtomicWrite};
 use ferry_oci::progress::Progress;
 use rustix::fs::SeekFrom;
 use rustix::io::Errno;
+
+use super::FileError;
 
 /// The sector size of the disks ferry builds (GPT's logical block).
 pub const SECTOR: u64 = 512;
@@ -153,6 +160,37 @@ impl RawDisk {
         progress.advance(task, self.size.saturating_sub(done));
         Ok(())
     }
+}
+
+/// Converts the raw disk `raw` into the file `out`: `write` fills a new
+/// file under a temporary name, `verify` reads it back and returns its
+/// sha256 (or what is wrong), and only then the file gets its name.
+/// Progress counts the raw disk's bytes under task `out`, labelled
+/// `label`, and ends "written" or "failed". Returns the disk, what
+/// `write` returned and the sha256.
+pub fn convert<W, E>(
+    raw: &Path,
+    out: &Path,
+    label: &str,
+    progress: &dyn Progress,
+    write: impl FnOnce(&RawDisk, &AtomicFile, &str) -> Result<W, E>,
+    verify: impl FnOnce(&AtomicFile, &W) -> Result<Digest, String>,
+) -> Result<(RawDisk, W, Digest), E>
+where
+    E: From<RawError> + From<FileError>,
+{
+    let disk = RawDisk::open(raw)?;
+    let task = out.display().to_string();
+    let target = AtomicWrite::new().open(out).map_err(FileError::io(out))?;
+    progress.start(&task, label, Some(disk.size()));
+    let result = write(&disk, &target, &task).and_then(|written| {
+        let sha256 = verify(&target, &written).map_err(FileError::verify(out))?;
+        target.commit().map_err(FileError::io(out))?;
+        Ok((written, sha256))
+    });
+    progress.finish(&task, if result.is_ok() { "written" } else { "failed" });
+    let (written, sha256) = result?;
+    Ok((disk, written, sha256))
 }
 
 /// Whether every byte is zero; written so the compiler vectorises it.

@@ -45,6 +45,7 @@ use sha2::{Digest, Sha256};
 
 use crate::boot::grub::{self, Grub, GrubError, Platform, Target};
 use crate::boot::kernel::Kernel;
+use crate::output::FileError;
 use crate::rootfs::{Meta, Rootfs, RootfsError};
 use bios::BiosError;
 use esp::{EspError, EspFiles};
@@ -111,23 +112,12 @@ pub enum DiskError {
     Bios(#[from] BiosError),
     #[error("the BIOS boot code read back: {0}")]
     BiosCheck(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 fn mib(bytes: u64) -> String {
     format!("{} MiB ({bytes} bytes)", bytes.div_ceil(MIB))
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> DiskError + '_ {
-    move |source| DiskError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// The disk's identifiers, derived from the image's identity.
@@ -310,7 +300,7 @@ fn read_work_file(path: &Path) -> Result<Vec<u8>, DiskError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io_err(path))?;
+        .map_err(FileError::io(path))?;
     Ok(bytes)
 }
 
@@ -365,10 +355,11 @@ pub fn write(
     let (bios_offset, bios_len) = gpt::extent(&table, gpt::BIOS_BOOT);
     let (esp_offset, esp_len) = gpt::extent(&table, gpt::ESP);
 
-    let target = AtomicWrite::new().open(out).map_err(io_err(out))?;
+    let target = AtomicWrite::new().open(out).map_err(FileError::io(out))?;
     let (file, partial) = (target.file(), target.temp_path());
     // A hole: mke2fs may take the partition as zeros.
-    file.set_len(plan.disk_bytes).map_err(io_err(partial))?;
+    file.set_len(plan.disk_bytes)
+        .map_err(FileError::io(partial))?;
 
     let task = "disk:ext4";
     progress.start(task, "disk: ext4 root", Some(tree.len() as u64));
@@ -401,7 +392,7 @@ pub fn write(
     let core_img = read_work_file(&core_path)?;
     let core = bios::place_core(&core_img, core_lba, bios_len as usize)?;
     file.write_all_at(&core, bios_offset)
-        .map_err(io_err(partial))?;
+        .map_err(FileError::io(partial))?;
     table
         .set_bootstrap(&bios::boot_code(&boot_img, core_lba)?)
         .map_err(|e| GptError::Write(e.to_string()))?;
@@ -427,7 +418,7 @@ pub fn write(
         esp: esp_files,
     };
     verify(partial, rootfs, &report, progress)?;
-    target.commit().map_err(io_err(out))?;
+    target.commit().map_err(FileError::io(out))?;
     Ok(report)
 }
 
@@ -442,19 +433,19 @@ pub fn verify(
     report: &DiskReport,
     progress: &dyn Progress,
 ) -> Result<(), DiskError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len = file.metadata().map_err(io_err(path))?.len();
+    let file = File::open(path).map_err(FileError::io(path))?;
+    let len = file.metadata().map_err(FileError::io(path))?.len();
     if len != report.size {
-        return Err(DiskError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(format!("{len} bytes, {} were written", report.size)),
-        });
+        return Err(
+            FileError::verify(path)(format!("{len} bytes, {} were written", report.size)).into(),
+        );
     }
     gpt::check(&file, &report.table)?;
 
     let (bios_offset, _) = gpt::extent(&report.table, gpt::BIOS_BOOT);
     let mut mbr = [0u8; bios::SECTOR];
-    file.read_exact_at(&mut mbr, 0).map_err(io_err(path))?;
+    file.read_exact_at(&mut mbr, 0)
+        .map_err(FileError::io(path))?;
     let core_lba = bios_offset / gpt::SECTOR;
     if bios::kernel_sector(&mbr) != core_lba {
         return Err(DiskError::BiosCheck(format!(
@@ -464,7 +455,7 @@ pub fn verify(
     }
     let mut core = vec![0u8; report.core.len()];
     file.read_exact_at(&mut core, bios_offset)
-        .map_err(io_err(path))?;
+        .map_err(FileError::io(path))?;
     let (start, sectors, _) = bios::blocklist(&core);
     if core != report.core
         || start != core_lba + 1
