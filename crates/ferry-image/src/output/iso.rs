@@ -59,7 +59,8 @@
 //! and users ferry's customization set.
 //!
 //! Reproducible: the marker, the FAT serial and the GPT GUIDs derive from
-//! the build's identity, label and `SOURCE_DATE_EPOCH`; every date is
+//! the build's identity, label and `SOURCE_DATE_EPOCH`
+//! ([`crate::output::seed`]); every date is
 //! `SOURCE_DATE_EPOCH`; GRUB images depend only on their inputs. The ISO
 //! is written under a temporary name ([`ferry_oci::atomic`]), read back
 //! ([`verify`]) and only then renamed to `out`.
@@ -70,7 +71,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use ferry_oci::atomic::AtomicWrite;
-use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::Progress;
 use hadris_fat::{FatOptions, VolumeLabel};
 use hadris_fs::sync::FileSystem;
@@ -87,6 +87,7 @@ use crate::boot::grub::{self, Grub, GrubError, Target};
 use crate::boot::kernel::Kernel;
 use crate::boot::live::{LiveInitramfs, NoLiveInitramfs};
 use crate::output::FileError;
+use crate::output::seed::Seed;
 use crate::rootfs::Rootfs;
 
 /// ISO paths (no leading slash, as hadris trees take them).
@@ -238,22 +239,15 @@ struct Seeds {
 }
 
 fn seeds(options: &IsoOptions) -> Seeds {
-    let mut hash = Hasher::new(Algorithm::Sha256);
-    for part in [
-        b"ferry live ISO".as_slice(),
-        options.identity.as_bytes(),
-        options.label.as_bytes(),
-        &options.mtime.to_le_bytes(),
-    ] {
-        hash.update(&(part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    let digest = hash.finish();
-    let hex = digest.hex();
+    let seed = Seed::new(
+        &format!("live ISO {}", options.label),
+        &options.identity,
+        options.mtime,
+    );
     Seeds {
-        marker: hex[..16].to_string(),
-        fat_serial: u32::from_str_radix(&hex[16..24], 16).expect("hex"),
-        gpt_seed: u64::from_str_radix(&hex[24..40], 16).expect("hex"),
+        marker: seed.hex("marker", 16),
+        fat_serial: seed.u32("fat-serial"),
+        gpt_seed: seed.u64("gpt"),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod ovf;
 pub mod pipeline;
 pub mod qcow2;
 pub mod raw;
+pub mod seed;
 pub mod squashfs;
 pub mod vmdk;
 

@@ -22,9 +22,8 @@
 //!
 //! Every identifier (disk and partition GUIDs, filesystem UUID, ext4
 //! hash seed, FAT serial) is derived from the image's identity and
-//! SOURCE_DATE_EPOCH, as systemd-repart derives its own (a hash with the
-//! UUID version 4 bits set), so two builds of the same inputs give the
-//! same bytes. The disk is written under a temporary name
+//! SOURCE_DATE_EPOCH ([`crate::output::seed`]), so two builds of the same
+//! inputs give the same bytes. The disk is written under a temporary name
 //! ([`ferry_oci::atomic`]), read back in full ([`verify`]) and only then
 //! renamed to `out`.
 
@@ -41,11 +40,11 @@ use std::path::Path;
 use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 use hadris_part::{Disk, Guid};
-use sha2::{Digest, Sha256};
 
 use crate::boot::grub::{self, Grub, GrubError, Platform, Target};
 use crate::boot::kernel::Kernel;
 use crate::output::FileError;
+use crate::output::seed::Seed;
 use crate::rootfs::{Meta, Rootfs, RootfsError};
 use bios::BiosError;
 use esp::{EspError, EspFiles};
@@ -130,40 +129,17 @@ struct Ids {
 
 impl Ids {
     fn derive(identity: &str, mtime: i64) -> Ids {
-        let hash = |label: &str| -> [u8; 16] {
-            let digest = Sha256::new()
-                .chain_update(b"ferry image disk\0")
-                .chain_update(identity.as_bytes())
-                .chain_update(format!("\0{mtime}\0{label}").as_bytes())
-                .finalize();
-            digest[..16].try_into().expect("16 bytes")
-        };
-        // RFC 9562 version 4 and variant bits: in a GUID's mixed-endian
-        // bytes the version is in byte 7, in a UUID's big-endian ones in
-        // byte 6.
-        let guid = |label| {
-            let mut b = hash(label);
-            b[7] = (b[7] & 0x0f) | 0x40;
-            b[8] = (b[8] & 0x3f) | 0x80;
-            b
-        };
-        let uuid = |label| {
-            let mut b = hash(label);
-            b[6] = (b[6] & 0x0f) | 0x40;
-            b[8] = (b[8] & 0x3f) | 0x80;
-            b
-        };
-        let serial = hash("esp-serial");
+        let seed = Seed::new("disk", identity, mtime);
         Ids {
             guids: gpt::Guids {
-                disk: guid("gpt-disk"),
-                bios_boot: guid("gpt-bios-boot"),
-                esp: guid("gpt-esp"),
-                root: guid("gpt-root"),
+                disk: seed.guid("gpt-disk"),
+                bios_boot: seed.guid("gpt-bios-boot"),
+                esp: seed.guid("gpt-esp"),
+                root: seed.guid("gpt-root"),
             },
-            root_uuid: uuid("ext4-root"),
-            hash_seed: uuid("ext4-hash-seed"),
-            esp_serial: u32::from_le_bytes(serial[..4].try_into().expect("4 bytes")),
+            root_uuid: seed.uuid("ext4-root"),
+            hash_seed: seed.uuid("ext4-hash-seed"),
+            esp_serial: seed.u32("esp-serial"),
         }
     }
 
