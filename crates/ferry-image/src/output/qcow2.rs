@@ -35,7 +35,7 @@ use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 
 use super::FileError;
-use super::raw::{self, RawDisk, RawError};
+use super::raw::{self, RawDisk, RawError, WriteError};
 
 const MAGIC: u32 = 0x5146_49fb; // "QFI\xfb"
 const VERSION: u32 = 3;
@@ -83,13 +83,9 @@ pub fn write(raw: &Path, out: &Path, progress: &dyn Progress) -> Result<Qcow2Rep
         out,
         "qcow2",
         progress,
-        |disk, target, task| {
-            write_to(disk, target.file(), progress, task).map_err(|e| match e {
-                WriteError::Raw(e) => Qcow2Error::Raw(e),
-                WriteError::Io(e) => FileError::io(out)(e).into(),
-            })
-        },
+        |disk, file, task| write_to(disk, file, progress, task),
         |target, written| verify(target.file(), written),
+        |never| -> Qcow2Error { match never {} },
     )?;
     Ok(Qcow2Report {
         virtual_size: disk.size(),
@@ -97,23 +93,6 @@ pub fn write(raw: &Path, out: &Path, progress: &dyn Progress) -> Result<Qcow2Rep
         file_size: written.file_size,
         sha256,
     })
-}
-
-enum WriteError {
-    Raw(RawError),
-    Io(io::Error),
-}
-
-impl From<RawError> for WriteError {
-    fn from(e: RawError) -> Self {
-        WriteError::Raw(e)
-    }
-}
-
-impl From<io::Error> for WriteError {
-    fn from(e: io::Error) -> Self {
-        WriteError::Io(e)
-    }
 }
 
 /// What the writer knows that the file must show when read back.

@@ -196,26 +196,14 @@ pub fn write_stream_optimized(
         out,
         "vmdk",
         progress,
-        |disk, target, task| {
-            write_to(
-                disk,
-                target.file(),
-                options,
-                extent_name,
-                threads,
-                progress,
-                task,
-            )
-            .map_err(|e| match e {
-                WriteError::Raw(e) => VmdkError::Raw(e),
-                WriteError::Io(e) => FileError::io(out)(e).into(),
-                WriteError::TooLarge => VmdkError::TooLarge {
-                    path: out.to_owned(),
-                },
-                WriteError::Stopped => unreachable!("the error that stopped the pipeline wins"),
-            })
-        },
+        |disk, file, task| write_to(disk, file, options, extent_name, threads, progress, task),
         |target, written| verify(target.temp_path(), written, threads),
+        |stop| match stop {
+            Stop::TooLarge => VmdkError::TooLarge {
+                path: out.to_owned(),
+            },
+            Stop::Stopped => unreachable!("the error that stopped the pipeline wins"),
+        },
     )?;
     Ok(VmdkReport {
         capacity: disk.size(),
@@ -225,25 +213,14 @@ pub fn write_stream_optimized(
     })
 }
 
-enum WriteError {
-    Raw(RawError),
-    Io(io::Error),
+/// Why the VMDK writer stops, besides the disk and the file.
+enum Stop {
     TooLarge,
     /// The reader stops because the writer failed (with its own error).
     Stopped,
 }
 
-impl From<RawError> for WriteError {
-    fn from(e: RawError) -> Self {
-        WriteError::Raw(e)
-    }
-}
-
-impl From<io::Error> for WriteError {
-    fn from(e: io::Error) -> Self {
-        WriteError::Io(e)
-    }
-}
+type WriteError = raw::WriteError<Stop>;
 
 /// What the file must show when read back.
 struct Written {
@@ -293,7 +270,7 @@ fn write_to(
             disk.for_each_data_cluster::<WriteError>(GRAIN, progress, task, |index, bytes| {
                 match emit((index, bytes.to_vec())) {
                     true => Ok(()),
-                    false => Err(WriteError::Stopped),
+                    false => Err(WriteError::Format(Stop::Stopped)),
                 }
             })
         },
@@ -358,7 +335,7 @@ impl Stream<'_> {
         self.sector += bytes.len() as u64 / SECTOR;
         // Grain table entries and the directory hold 32-bit sectors.
         if self.sector > u64::from(u32::MAX) {
-            return Err(WriteError::TooLarge);
+            return Err(WriteError::Format(Stop::TooLarge));
         }
         Ok(())
     }
