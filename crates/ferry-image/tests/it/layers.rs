@@ -46,29 +46,10 @@ use tar::{EntryType, Header};
 
 use crate::fixture::NoArtifacts;
 use crate::snapshot::{self, Snapshot};
+use crate::util::{CAP_NET_RAW, noise};
 
 /// SOURCE_DATE_EPOCH of the build; entries are dated after it.
 const EPOCH: i64 = 1_600_000_000;
-
-/// `security.capability` v2 granting cap_net_raw (effective), as on
-/// Debian's ping: magic 0x02000001 (effective bit), permitted and
-/// inheritable words.
-const CAP_NET_RAW: &[u8] = &[
-    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-];
-
-/// Deterministic bytes that do not compress.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// One layer's tar, written entry by entry; every entry is dated a
 /// minute after the previous one.

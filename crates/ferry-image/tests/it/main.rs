@@ -10,4 +10,5 @@ mod layers;
 mod qemu;
 mod snapshot;
 mod squashfs;
+mod util;
 mod vdisk;

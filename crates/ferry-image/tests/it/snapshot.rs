@@ -9,12 +9,13 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use ferry_image::rootfs::{Kind, Rootfs};
-use ferry_oci::digest::{Algorithm, Hasher};
+
+use crate::util;
 
 /// One path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,16 +36,6 @@ pub struct Node {
 
 /// Every path, relative to the root (the root itself is the empty path).
 pub type Snapshot = BTreeMap<PathBuf, Node>;
-
-fn sha256(path: &Path) -> String {
-    let mut hasher = Hasher::new(Algorithm::Sha256);
-    std::io::copy(
-        &mut File::open(path).unwrap_or_else(|e| panic!("{path:?}: {e}")),
-        &mut hasher,
-    )
-    .unwrap();
-    hasher.finish().to_string()
-}
 
 /// Extended attributes of `path` (not following a symlink).
 pub fn xattrs_of(path: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -99,7 +90,7 @@ pub fn of_dir(root: &Path) -> Snapshot {
             let kind = if ft.is_dir() {
                 "dir".to_string()
             } else if ft.is_file() {
-                format!("file {}", sha256(&host))
+                format!("file {}", util::sha256(&host))
             } else if ft.is_symlink() {
                 format!("symlink -> {}", fs::read_link(&host).unwrap().display())
             } else if ft.is_char_device() {
@@ -140,7 +131,7 @@ pub fn of_rootfs(rootfs: &Rootfs) -> Snapshot {
                 Kind::Directory => "dir".to_string(),
                 Kind::File { .. } => format!(
                     "file {}",
-                    sha256(&rootfs.stage().host_path(inode.first_link()))
+                    util::sha256(&rootfs.stage().host_path(inode.first_link()))
                 ),
                 Kind::Symlink { target } => format!("symlink -> {}", target.display()),
                 Kind::CharDevice { major, minor } => format!("char {major},{minor}"),
