@@ -405,23 +405,7 @@ impl BaseImage {
     /// The uncompressed tar of layer `index`, verified as it is read.
     pub fn open_layer(&self, index: usize) -> Result<VerifiedLayer, SourceError> {
         let layer = &self.layers[index];
-        let what = format!(
-            "{}: layer {} ({})",
-            self.reference,
-            index + 1,
-            layer.descriptor.digest
-        );
-        let (reader, size) = self
-            .blobs
-            .open(&layer.descriptor.digest)
-            .map_err(|source| SourceError::Io {
-                what: what.clone(),
-                source,
-            })?
-            .ok_or_else(|| SourceError::MissingBlob {
-                what: self.reference.clone(),
-                digest: layer.descriptor.digest.clone(),
-            })?;
+        let (reader, size, what) = self.open_layer_blob(index)?;
         if size != layer.descriptor.size {
             return Err(SourceError::Invalid {
                 what,
@@ -455,29 +439,32 @@ impl BaseImage {
             checks: [compressed_check, tar_check],
         })
     }
-}
 
-impl BaseImage {
-    /// Hashes layer `index`'s blob whole against its digest.
-    pub fn verify_layer_blob(&self, index: usize) -> Result<(), SourceError> {
-        let layer = &self.layers[index];
-        let what = format!(
-            "{}: layer {} ({})",
-            self.reference,
-            index + 1,
-            layer.descriptor.digest
-        );
-        let (reader, _) = self
+    /// Layer `index`'s blob as stored, its size, and how messages name it.
+    fn open_layer_blob(
+        &self,
+        index: usize,
+    ) -> Result<(Box<dyn Read + Send>, u64, String), SourceError> {
+        let digest = &self.layers[index].descriptor.digest;
+        let what = format!("{}: layer {} ({digest})", self.reference, index + 1);
+        let (reader, size) = self
             .blobs
-            .open(&layer.descriptor.digest)
+            .open(digest)
             .map_err(|source| SourceError::Io {
                 what: what.clone(),
                 source,
             })?
             .ok_or_else(|| SourceError::MissingBlob {
                 what: self.reference.clone(),
-                digest: layer.descriptor.digest.clone(),
+                digest: digest.clone(),
             })?;
+        Ok((reader, size, what))
+    }
+
+    /// Hashes layer `index`'s blob whole against its digest.
+    pub fn verify_layer_blob(&self, index: usize) -> Result<(), SourceError> {
+        let layer = &self.layers[index];
+        let (reader, _, what) = self.open_layer_blob(index)?;
         let mut verify = Verify::new(reader, layer.descriptor.digest.clone(), what.clone());
         let check = verify.check.clone();
         let copied = io::copy(&mut verify, &mut io::sink());

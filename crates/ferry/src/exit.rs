@@ -496,10 +496,7 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
             _ => Some(Class::Usage),
         };
     }
-    if as_a::<KernelError>(link).is_some()
-        || as_a::<NoLiveInitramfs>(link).is_some()
-        || as_a::<ferry_image::spec::SpecError>(link).is_some()
-    {
+    if as_a::<KernelError>(link).is_some() || as_a::<NoLiveInitramfs>(link).is_some() {
         return Some(Class::Usage);
     }
     if let Some(e) = as_a::<BuildError>(link) {

@@ -209,17 +209,7 @@ pub fn check_label(label: &str) -> Result<(), IsoError> {
     match why {
         None => Ok(()),
         Some(why) => {
-            let mut suggestion: String = label
-                .chars()
-                .map(|c| match c.to_ascii_uppercase() {
-                    c @ ('A'..='Z' | '0'..='9') => c,
-                    _ => '_',
-                })
-                .take(32)
-                .collect();
-            if suggestion.is_empty() {
-                suggestion = "FERRY_LIVE".into();
-            }
+            let suggestion = label_for(label);
             Err(IsoError::Label {
                 label: label.to_string(),
                 why,
