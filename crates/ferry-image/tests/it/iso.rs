@@ -62,17 +62,7 @@ fn built() -> &'static Built {
         };
         squashfs::write(&rootfs, &squashfs, &squashfs_options, &NoProgress).unwrap();
         squashfs::verify(&squashfs, &rootfs).unwrap();
-        let iso = dir.join("live.iso");
-        let report = iso::write(
-            &rootfs,
-            &kernel,
-            &squashfs,
-            &options(),
-            &iso,
-            &dir.join("work"),
-            &NoProgress,
-        )
-        .unwrap();
+        let (iso, report) = write_iso(&rootfs, &kernel, &squashfs, &dir);
         Built {
             dir,
             rootfs,
@@ -82,6 +72,27 @@ fn built() -> &'static Built {
             report,
         }
     })
+}
+
+/// The live ISO `DIR/live.iso` of `rootfs`, its scratch in `DIR/work`.
+fn write_iso(
+    rootfs: &Rootfs,
+    kernel: &Kernel,
+    squashfs: &Path,
+    dir: &Path,
+) -> (PathBuf, IsoReport) {
+    let iso = dir.join("live.iso");
+    let report = iso::write(
+        rootfs,
+        kernel,
+        squashfs,
+        &options(),
+        &iso,
+        &dir.join("work"),
+        &NoProgress,
+    )
+    .unwrap();
+    (iso, report)
 }
 
 /// `xorriso -report_el_torito plain -report_system_area plain` of `iso`.
@@ -225,17 +236,7 @@ fn two_builds_are_byte_identical() {
     let dir = b.dir.join("again");
     let _ = std::fs::remove_dir_all(&dir);
     let rootfs = fixture::debian_rootfs(&dir.join("stage"), MTIME);
-    let iso = dir.join("live.iso");
-    iso::write(
-        &rootfs,
-        &b.kernel,
-        &b.squashfs,
-        &options(),
-        &iso,
-        &dir.join("work"),
-        &NoProgress,
-    )
-    .unwrap();
+    let (iso, _) = write_iso(&rootfs, &b.kernel, &b.squashfs, &dir);
     assert_eq!(sha256(&iso), sha256(&b.iso));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -11,7 +11,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferry_image::output::squashfs::{self, Compression, SquashfsError, SquashfsOptions};
+use ferry_image::output::squashfs::{
+    self, Compression, SquashfsError, SquashfsOptions, SquashfsReport,
+};
 use ferry_image::rootfs::{Kind, Meta, Rootfs};
 use ferry_oci::progress::NoProgress;
 
@@ -178,6 +180,15 @@ fn options(compression: Compression, processors: usize) -> SquashfsOptions {
     }
 }
 
+/// `rootfs` as a squashfs image at `image` (zstd level 3, two threads),
+/// read back by ferry's verifier.
+fn write_verified(rootfs: &Rootfs, image: &Path) -> SquashfsReport {
+    let options = options(Compression::Zstd { level: 3 }, 2);
+    let report = squashfs::write(rootfs, image, &options, &NoProgress).unwrap();
+    squashfs::verify(image, rootfs).unwrap();
+    report
+}
+
 /// `ls -l`'s mode string.
 fn mode_string(kind: &Kind, mode: u32) -> String {
     let mut s = String::from(match kind {
@@ -339,14 +350,7 @@ fn unsquashfs_lists_and_extracts_exactly_the_tree() {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = synthetic(dir.path().join("stage"));
     let image = dir.path().join("root.squashfs");
-    let report = squashfs::write(
-        &rootfs,
-        &image,
-        &options(Compression::Zstd { level: 3 }, 2),
-        &NoProgress,
-    )
-    .unwrap();
-    squashfs::verify(&image, &rootfs).unwrap();
+    let report = write_verified(&rootfs, &image);
     assert_eq!(report.duplicate_files, 2, "{report:?}");
     assert_eq!(
         report.skipped_xattrs,
@@ -457,14 +461,7 @@ fn verify_catches_a_flipped_byte_and_a_tree_the_image_does_not_match() {
     let dir = tempfile::tempdir().unwrap();
     let mut rootfs = synthetic(dir.path().join("stage"));
     let image = dir.path().join("root.squashfs");
-    squashfs::write(
-        &rootfs,
-        &image,
-        &options(Compression::Zstd { level: 3 }, 2),
-        &NoProgress,
-    )
-    .unwrap();
-    squashfs::verify(&image, &rootfs).unwrap();
+    write_verified(&rootfs, &image);
     let good = fs::read(&image).unwrap();
 
     // The data starts right after the 96-byte superblock.
@@ -547,13 +544,7 @@ fn verify_reports_corruption_anywhere_as_an_error_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = synthetic(dir.path().join("stage"));
     let image = dir.path().join("root.squashfs");
-    squashfs::write(
-        &rootfs,
-        &image,
-        &options(Compression::Zstd { level: 3 }, 2),
-        &NoProgress,
-    )
-    .unwrap();
+    write_verified(&rootfs, &image);
     let good = fs::read(&image).unwrap();
     let used = u64::from_le_bytes(good[40..48].try_into().unwrap()) as usize;
     let (mut flips, mut caught) = (0, 0);
