@@ -447,17 +447,7 @@ impl BaseImage {
     ) -> Result<(Box<dyn Read + Send>, u64, String), SourceError> {
         let digest = &self.layers[index].descriptor.digest;
         let what = format!("{}: layer {} ({digest})", self.reference, index + 1);
-        let (reader, size) = self
-            .blobs
-            .open(digest)
-            .map_err(|source| SourceError::Io {
-                what: what.clone(),
-                source,
-            })?
-            .ok_or_else(|| SourceError::MissingBlob {
-                what: self.reference.clone(),
-                digest: digest.clone(),
-            })?;
+        let (reader, size) = open_blob(self.blobs.as_ref(), digest, &self.reference, &what)?;
         Ok((reader, size, what))
     }
 
@@ -477,19 +467,30 @@ impl BaseImage {
     }
 }
 
-/// Reads a small blob (manifest, config) whole, verified.
-fn read_small(blobs: &dyn Blobs, digest: &Digest, reference: &str) -> Result<Vec<u8>, SourceError> {
-    let what = format!("{reference}: blob {digest}");
-    let (reader, size) = blobs
+/// Opens blob `digest` of the image `reference` with its size; `what`
+/// names it in an I/O error.
+fn open_blob(
+    blobs: &dyn Blobs,
+    digest: &Digest,
+    reference: &str,
+    what: &str,
+) -> Result<(Box<dyn Read + Send>, u64), SourceError> {
+    blobs
         .open(digest)
         .map_err(|source| SourceError::Io {
-            what: what.clone(),
+            what: what.to_string(),
             source,
         })?
         .ok_or_else(|| SourceError::MissingBlob {
             what: reference.to_string(),
             digest: digest.clone(),
-        })?;
+        })
+}
+
+/// Reads a small blob (manifest, config) whole, verified.
+fn read_small(blobs: &dyn Blobs, digest: &Digest, reference: &str) -> Result<Vec<u8>, SourceError> {
+    let what = format!("{reference}: blob {digest}");
+    let (reader, size) = open_blob(blobs, digest, reference, &what)?;
     if size > METADATA_LIMIT {
         return Err(SourceError::Invalid {
             what,
