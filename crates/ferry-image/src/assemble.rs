@@ -53,18 +53,22 @@ pub fn assemble(
         let name = format!("layer {} of {}", index + 1, base.layers.len());
         let mut layer = base.open_layer(index)?;
         let applied = layer::apply(&mut rootfs, &mut layer, &name, mtime);
-        // A corrupt blob explains a broken tar: its digest error wins.
-        let stats = match applied {
-            Ok(stats) => {
-                layer.finish()?;
-                stats
-            }
+        let result = match applied {
+            Ok(stats) => layer.finish().map(|()| stats).map_err(AssembleError::from),
+            Err(e) => Err(e.into()),
+        };
+        let stats = match result {
+            Ok(stats) => stats,
+            // A corrupt blob explains a broken tar or a broken compressed
+            // stream better than either error does. The decompressor may
+            // have stopped before the blob's end (a gzip trailer's CRC is
+            // checked before the blob is read to its end), so hash the
+            // blob whole to tell corruption from a bad layer.
             Err(e) => {
-                // The decompressor may have stopped before the blob's end,
-                // so hash the blob whole to tell corruption from a bad tar.
-                drop(layer);
-                base.verify_layer_blob(index)?;
-                return Err(e.into());
+                if !matches!(e, AssembleError::Source(SourceError::Digest { .. })) {
+                    base.verify_layer_blob(index)?;
+                }
+                return Err(e);
             }
         };
         progress.advance("layers", info.descriptor.size);

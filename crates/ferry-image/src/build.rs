@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::assemble::{self, AssembleError, AssembleReport};
 use crate::boot::kernel::{self, KernelError};
 use crate::customize::ArtifactFiles;
-use crate::output::{self, Job, OutputError, Written};
+use crate::output::{self, FileError, Job, OutputError, Written};
 use crate::source::BaseImage;
 use crate::spec::{Format, ImageSpec};
 
@@ -40,12 +40,8 @@ pub enum BuildError {
         "the output directory {path} is not empty: give a new or empty directory (a build never mixes its files with others)"
     )]
     OutputNotEmpty { path: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(transparent)]
     Assemble(#[from] AssembleError),
     #[error(transparent)]
@@ -123,7 +119,13 @@ pub fn default_name(base: &str) -> String {
     let last = last.split('@').next().unwrap_or(last);
     last.replace(':', "-")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -146,10 +148,6 @@ pub fn build(
         return Err(BuildError::Name(request.name.clone()));
     }
     let out = &request.out;
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| BuildError::Io { path, source }
-    };
     match std::fs::read_dir(out) {
         Ok(mut entries) => {
             if entries.next().is_some() {
@@ -159,12 +157,12 @@ pub fn build(
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(out).map_err(io(out))?;
+            std::fs::create_dir_all(out).map_err(FileError::io(out))?;
         }
-        Err(e) => return Err(io(out)(e)),
+        Err(e) => return Err(FileError::io(out)(e).into()),
     }
     let work = out.join(WORK);
-    std::fs::create_dir_all(&work).map_err(io(&work))?;
+    std::fs::create_dir_all(&work).map_err(FileError::io(&work))?;
     let result = build_in(base, artifacts, request, &work, progress);
     if !request.keep_work {
         let _ = std::fs::remove_dir_all(&work);
@@ -257,10 +255,7 @@ fn build_in(
     ferry_oci::atomic::AtomicWrite::new()
         .mode(0o644)
         .replace(&manifest, &bytes)
-        .map_err(|source| BuildError::Io {
-            path: manifest.display().to_string(),
-            source,
-        })?;
+        .map_err(FileError::io(&manifest))?;
     Ok(report)
 }
 

@@ -405,23 +405,7 @@ impl BaseImage {
     /// The uncompressed tar of layer `index`, verified as it is read.
     pub fn open_layer(&self, index: usize) -> Result<VerifiedLayer, SourceError> {
         let layer = &self.layers[index];
-        let what = format!(
-            "{}: layer {} ({})",
-            self.reference,
-            index + 1,
-            layer.descriptor.digest
-        );
-        let (reader, size) = self
-            .blobs
-            .open(&layer.descriptor.digest)
-            .map_err(|source| SourceError::Io {
-                what: what.clone(),
-                source,
-            })?
-            .ok_or_else(|| SourceError::MissingBlob {
-                what: self.reference.clone(),
-                digest: layer.descriptor.digest.clone(),
-            })?;
+        let (reader, size, what) = self.open_layer_blob(index)?;
         if size != layer.descriptor.size {
             return Err(SourceError::Invalid {
                 what,
@@ -455,29 +439,22 @@ impl BaseImage {
             checks: [compressed_check, tar_check],
         })
     }
-}
 
-impl BaseImage {
+    /// Layer `index`'s blob as stored, its size, and how messages name it.
+    fn open_layer_blob(
+        &self,
+        index: usize,
+    ) -> Result<(Box<dyn Read + Send>, u64, String), SourceError> {
+        let digest = &self.layers[index].descriptor.digest;
+        let what = format!("{}: layer {} ({digest})", self.reference, index + 1);
+        let (reader, size) = open_blob(self.blobs.as_ref(), digest, &self.reference, &what)?;
+        Ok((reader, size, what))
+    }
+
     /// Hashes layer `index`'s blob whole against its digest.
     pub fn verify_layer_blob(&self, index: usize) -> Result<(), SourceError> {
         let layer = &self.layers[index];
-        let what = format!(
-            "{}: layer {} ({})",
-            self.reference,
-            index + 1,
-            layer.descriptor.digest
-        );
-        let (reader, _) = self
-            .blobs
-            .open(&layer.descriptor.digest)
-            .map_err(|source| SourceError::Io {
-                what: what.clone(),
-                source,
-            })?
-            .ok_or_else(|| SourceError::MissingBlob {
-                what: self.reference.clone(),
-                digest: layer.descriptor.digest.clone(),
-            })?;
+        let (reader, _, what) = self.open_layer_blob(index)?;
         let mut verify = Verify::new(reader, layer.descriptor.digest.clone(), what.clone());
         let check = verify.check.clone();
         let copied = io::copy(&mut verify, &mut io::sink());
@@ -490,19 +467,30 @@ impl BaseImage {
     }
 }
 
-/// Reads a small blob (manifest, config) whole, verified.
-fn read_small(blobs: &dyn Blobs, digest: &Digest, reference: &str) -> Result<Vec<u8>, SourceError> {
-    let what = format!("{reference}: blob {digest}");
-    let (reader, size) = blobs
+/// Opens blob `digest` of the image `reference` with its size; `what`
+/// names it in an I/O error.
+fn open_blob(
+    blobs: &dyn Blobs,
+    digest: &Digest,
+    reference: &str,
+    what: &str,
+) -> Result<(Box<dyn Read + Send>, u64), SourceError> {
+    blobs
         .open(digest)
         .map_err(|source| SourceError::Io {
-            what: what.clone(),
+            what: what.to_string(),
             source,
         })?
         .ok_or_else(|| SourceError::MissingBlob {
             what: reference.to_string(),
             digest: digest.clone(),
-        })?;
+        })
+}
+
+/// Reads a small blob (manifest, config) whole, verified.
+fn read_small(blobs: &dyn Blobs, digest: &Digest, reference: &str) -> Result<Vec<u8>, SourceError> {
+    let what = format!("{reference}: blob {digest}");
+    let (reader, size) = open_blob(blobs, digest, reference, &what)?;
     if size > METADATA_LIMIT {
         return Err(SourceError::Invalid {
             what,

@@ -11,16 +11,8 @@ use ferry_bundle::spec::HostSpec;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("cannot read the spec file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-}
+pub use ferry_bundle::spec::SpecError;
+use ferry_bundle::spec::{from_yaml, read_spec};
 
 /// The whole spec file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
@@ -439,11 +431,7 @@ impl ImageSpec {
 
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<ImageSpec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        ImageSpec::parse(&text, path)
+        ImageSpec::parse(&read_spec(path)?, path)
     }
 
     /// Parses `text`; `path` names it in errors.
@@ -452,13 +440,7 @@ impl ImageSpec {
             path: path.to_path_buf(),
             message,
         };
-        let spec: ImageSpec = serde_saphyr::from_str(text).map_err(|e| {
-            // The message starts "error: line N column M: ..." and calls
-            // the file `<input>`: name it.
-            let message = e.to_string();
-            let message = message.strip_prefix("error: ").unwrap_or(&message);
-            parse_err(message.replace("<input>", &path.display().to_string()))
-        })?;
+        let spec: ImageSpec = from_yaml(text, path)?;
         for file in &spec.files {
             let sources = [
                 file.content.is_some(),

@@ -464,7 +464,7 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
     use ferry_image::build::BuildError;
     use ferry_image::customize::CustomizeError;
     use ferry_image::output::{
-        OutputError, disk::DiskError, iso::IsoError, ova::OvaError, netboot::NetbootError,
+        OutputError, disk::DiskError, iso::IsoError, netboot::NetbootError, ova::OvaError,
         squashfs::SquashfsError,
     };
     use ferry_image::rootfs::layer::LayerError;
@@ -496,10 +496,7 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
             _ => Some(Class::Usage),
         };
     }
-    if as_a::<KernelError>(link).is_some()
-        || as_a::<NoLiveInitramfs>(link).is_some()
-        || as_a::<ferry_image::spec::SpecError>(link).is_some()
-    {
+    if as_a::<KernelError>(link).is_some() || as_a::<NoLiveInitramfs>(link).is_some() {
         return Some(Class::Usage);
     }
     if let Some(e) = as_a::<BuildError>(link) {
@@ -605,9 +602,7 @@ fn bundle_class(error: &ferry_bundle::BundleError) -> Option<Class> {
     match error {
         // Cannot open the file: the I/O error says whose fault.
         B::Container(ContainerError::Open { source, .. }) => io_class(source),
-        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => {
-            Some(Class::Usage)
-        }
+        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => Some(Class::Usage),
         B::Container(_)
         | B::Tar { .. }
         | B::UnsafeMember { .. }

@@ -131,7 +131,6 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::Meta;
 
     #[test]
     fn versions_compare_as_numbers() {
@@ -146,24 +145,9 @@ mod tests {
         );
     }
 
-    fn tree(files: &[&str]) -> Tree {
-        let m = || Meta::root_owned(0o755, 0);
-        let mut t = Tree::new(m());
-        for f in files {
-            let p = Path::new(f);
-            for a in p.ancestors().collect::<Vec<_>>().iter().rev().skip(1) {
-                if *a != p && t.get(a).is_none() {
-                    t.insert(a, Kind::Directory, m()).unwrap();
-                }
-            }
-            t.insert(p, Kind::File { size: 1 }, m()).unwrap();
-        }
-        t
-    }
-
     #[test]
     fn newest_kernel_with_its_initramfs() {
-        let t = tree(&[
+        let t = Tree::with_files(&[
             "boot/vmlinuz-6.1.0-9-amd64",
             "boot/initrd.img-6.1.0-9-amd64",
             "boot/vmlinuz-6.1.0-50-amd64",
@@ -172,7 +156,7 @@ mod tests {
         let k = find(&t).unwrap();
         assert_eq!(k.version, "6.1.0-50-amd64");
         assert_eq!(k.initrd, PathBuf::from("boot/initrd.img-6.1.0-50-amd64"));
-        let t = tree(&[
+        let t = Tree::with_files(&[
             "usr/lib/modules/5.14.0-427.el9.x86_64/vmlinuz",
             "usr/lib/modules/5.14.0-427.el9.x86_64/initramfs.img",
         ]);
@@ -181,12 +165,12 @@ mod tests {
 
     #[test]
     fn errors_say_where_they_looked() {
-        let err = find(&tree(&["etc/os-release"])).unwrap_err();
+        let err = find(&Tree::with_files(&["etc/os-release"])).unwrap_err();
         assert_eq!(
             err.to_string(),
             "no kernel found in the image (looked at /usr/lib/modules/*/vmlinuz, /boot/vmlinuz-*)"
         );
-        let err = find(&tree(&["boot/vmlinuz-6.1"])).unwrap_err();
+        let err = find(&Tree::with_files(&["boot/vmlinuz-6.1"])).unwrap_err();
         assert!(err.to_string().contains("/boot/initrd.img-6.1"), "{err}");
     }
 }

@@ -95,26 +95,10 @@ fn join(live: &str, extra: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rootfs::{Kind, Meta};
-
-    fn tree(files: &[&str]) -> Tree {
-        let m = || Meta::root_owned(0o755, 0);
-        let mut t = Tree::new(m());
-        for f in files {
-            let p = Path::new(f);
-            for a in p.ancestors().collect::<Vec<_>>().iter().rev().skip(1) {
-                if *a != p && t.get(a).is_none() {
-                    t.insert(a, Kind::Directory, m()).unwrap();
-                }
-            }
-            t.insert(p, Kind::File { size: 1 }, m()).unwrap();
-        }
-        t
-    }
 
     #[test]
     fn the_initramfs_decides_the_command_line() {
-        let debian = tree(&[LIVE_BOOT_HOOK]);
+        let debian = Tree::with_files(&[LIVE_BOOT_HOOK]);
         let kind = LiveInitramfs::detect(&debian).unwrap();
         assert_eq!(kind, LiveInitramfs::LiveBoot);
         assert_eq!(
@@ -125,7 +109,7 @@ mod tests {
             kind.network_cmdline("http://s/r.squashfs", ""),
             "boot=live fetch=http://s/r.squashfs ip=dhcp console=tty0 console=ttyS0,115200n8"
         );
-        let rocky = tree(&[&format!("{DRACUT_LIVE_MODULE}/module-setup.sh")]);
+        let rocky = Tree::with_files(&[&format!("{DRACUT_LIVE_MODULE}/module-setup.sh")]);
         let kind = LiveInitramfs::detect(&rocky).unwrap();
         assert_eq!(kind, LiveInitramfs::Dracut);
         assert_eq!(
@@ -134,7 +118,7 @@ mod tests {
              rd.live.squashimg=filesystem.squashfs rd.live.overlay.overlayfs=1 \
              console=tty0 console=ttyS0,115200n8"
         );
-        let err = LiveInitramfs::detect(&tree(&["etc/os-release"])).unwrap_err();
+        let err = LiveInitramfs::detect(&Tree::with_files(&["etc/os-release"])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("add live-boot (Debian, Ubuntu"), "{text}");
         assert!(text.contains("dracut-live (RHEL"), "{text}");

@@ -59,17 +59,18 @@
 //! and users ferry's customization set.
 //!
 //! Reproducible: the marker, the FAT serial and the GPT GUIDs derive from
-//! the build's identity, label and `SOURCE_DATE_EPOCH`; every date is
+//! the build's identity, label and `SOURCE_DATE_EPOCH`
+//! ([`crate::output::seed`]); every date is
 //! `SOURCE_DATE_EPOCH`; GRUB images depend only on their inputs. The ISO
-//! is written as `<out>.partial`, read back ([`verify`]) and only then
-//! renamed to `out`.
+//! is written under a temporary name ([`ferry_oci::atomic`]), read back
+//! ([`verify`]) and only then renamed to `out`.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use ferry_oci::digest::{Algorithm, Hasher};
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 use hadris_fat::{FatOptions, VolumeLabel};
 use hadris_fs::sync::FileSystem;
@@ -85,6 +86,8 @@ use hadris_storage::{BlockIndex, BlockSize};
 use crate::boot::grub::{self, Grub, GrubError, Target};
 use crate::boot::kernel::Kernel;
 use crate::boot::live::{LiveInitramfs, NoLiveInitramfs};
+use crate::output::FileError;
+use crate::output::seed::Seed;
 use crate::rootfs::Rootfs;
 
 /// ISO paths (no leading slash, as hadris trees take them).
@@ -181,27 +184,12 @@ pub enum IsoError {
     Live(#[from] NoLiveInitramfs),
     #[error(transparent)]
     Grub(#[from] GrubError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("writing the EFI system partition image {path}: {message}")]
     Esp { path: PathBuf, message: String },
     #[error("writing the ISO {path}: {message}")]
     Write { path: PathBuf, message: String },
-    #[error(
-        "the ISO {path} failed its read-back check: {what}; build it again (a disk error, or a bug in ferry)"
-    )]
-    Verify { path: PathBuf, what: String },
-}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IsoError + '_ {
-    move |source| IsoError::Io {
-        path: path.to_owned(),
-        source,
-    }
 }
 
 /// Checks a volume label (ECMA-119 §7.4.1 d-characters, §8.4.6 32 bytes).
@@ -221,17 +209,7 @@ pub fn check_label(label: &str) -> Result<(), IsoError> {
     match why {
         None => Ok(()),
         Some(why) => {
-            let mut suggestion: String = label
-                .chars()
-                .map(|c| match c.to_ascii_uppercase() {
-                    c @ ('A'..='Z' | '0'..='9') => c,
-                    _ => '_',
-                })
-                .take(32)
-                .collect();
-            if suggestion.is_empty() {
-                suggestion = "FERRY_LIVE".into();
-            }
+            let suggestion = label_for(label);
             Err(IsoError::Label {
                 label: label.to_string(),
                 why,
@@ -251,22 +229,15 @@ struct Seeds {
 }
 
 fn seeds(options: &IsoOptions) -> Seeds {
-    let mut hash = Hasher::new(Algorithm::Sha256);
-    for part in [
-        b"ferry live ISO".as_slice(),
-        options.identity.as_bytes(),
-        options.label.as_bytes(),
-        &options.mtime.to_le_bytes(),
-    ] {
-        hash.update(&(part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    let digest = hash.finish();
-    let hex = digest.hex();
+    let seed = Seed::new(
+        &format!("live ISO {}", options.label),
+        &options.identity,
+        options.mtime,
+    );
     Seeds {
-        marker: hex[..16].to_string(),
-        fat_serial: u32::from_str_radix(&hex[16..24], 16).expect("hex"),
-        gpt_seed: u64::from_str_radix(&hex[24..40], 16).expect("hex"),
+        marker: seed.hex("marker", 16),
+        fat_serial: seed.u32("fat-serial"),
+        gpt_seed: seed.u64("gpt"),
     }
 }
 
@@ -314,7 +285,7 @@ pub fn write(
     let marker = format!(".ferry-{}", seeds.marker);
     let early = early_config(&marker);
 
-    std::fs::create_dir_all(work).map_err(io_error(work))?;
+    std::fs::create_dir_all(work).map_err(FileError::io(work))?;
     let bios_image = work.join("eltorito.img");
     grub.mkimage(
         rootfs,
@@ -359,7 +330,7 @@ pub fn write(
         marker_text,
     };
     let layout = assemble(&parts, options, &seeds, out, work, progress)?;
-    let size = std::fs::metadata(out).map_err(io_error(out))?.len();
+    let size = std::fs::metadata(out).map_err(FileError::io(out))?.len();
     Ok(IsoReport {
         size,
         marker,
@@ -384,10 +355,8 @@ struct Parts {
 }
 
 fn host_file(path: &Path) -> Result<Content, IsoError> {
-    hadris_fs::host::file(path).map_err(|e| IsoError::Io {
-        path: path.to_owned(),
-        source: io::Error::other(e.to_string()),
-    })
+    hadris_fs::host::file(path)
+        .map_err(|e| FileError::io(path)(io::Error::other(e.to_string())).into())
 }
 
 fn date(mtime: i64) -> DateTime {
@@ -444,8 +413,8 @@ fn write_esp(
         .create(true)
         .truncate(true)
         .open(&path)
-        .map_err(io_error(&path))?;
-    let device = FileDevice::new(file).map_err(io_error(&path))?;
+        .map_err(FileError::io(&path))?;
+    let device = FileDevice::new(file).map_err(FileError::io(&path))?;
     hadris_fat::sync::write(device, &tree, &fat).map_err(|e| esp_error(e.to_string()))?;
     Ok((path, files))
 }
@@ -528,7 +497,7 @@ fn assemble(
     result.map(|()| layout)
 }
 
-/// Writes the ISO at `<out>.partial`, patches the MBR's GRUB core
+/// Writes the ISO under a temporary name, patches the MBR's GRUB core
 /// address, reads it back and renames it to `out`.
 fn write_verified(
     tree: &Tree,
@@ -541,18 +510,11 @@ fn write_verified(
         path: out.to_owned(),
         message,
     };
-    let partial = partial_path(out);
-    let guard = RemoveOnDrop(&partial);
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&partial)
-        .map_err(io_error(&partial))?;
+    let target = AtomicWrite::new().open(out).map_err(FileError::io(out))?;
+    let (file, partial) = (target.file(), target.temp_path());
     let device = Counted {
-        inner: FileDevice::new(file.try_clone().map_err(io_error(&partial))?)
-            .map_err(io_error(&partial))?,
+        inner: FileDevice::new(file.try_clone().map_err(FileError::io(partial))?)
+            .map_err(FileError::io(partial))?,
         progress,
     };
     let written = hadris_iso::sync::write(device, tree, iso_options)
@@ -568,42 +530,14 @@ fn write_verified(
     // `xorriso --grub2-mbr`: the address of the core image's first sector
     // (after the 4 sectors of cdboot.img), for boot_hybrid.img.
     file.write_all_at(&(bios_block * 4 + 4).to_le_bytes(), MBR_CORE_ADDRESS as u64)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(&partial))?;
-    drop(file);
+        .map_err(FileError::io(partial))?;
 
-    verify(&partial, layout).map_err(|e| match e {
-        IsoError::Verify { what, .. } => IsoError::Verify {
-            path: out.to_owned(),
-            what,
-        },
+    verify(partial, layout).map_err(|e| match e {
+        IsoError::File(FileError::Verify { what, .. }) => FileError::verify(out)(what).into(),
         other => other,
     })?;
-    std::fs::rename(&partial, out).map_err(io_error(out))?;
-    std::mem::forget(guard);
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// `<out>.partial`, where the ISO is until it passed its read-back.
-fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
-/// Removes a half-written output unless forgotten.
-struct RemoveOnDrop<'a>(&'a Path);
-
-impl Drop for RemoveOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
-    }
+    target.commit().map_err(FileError::io(out))?;
+    Ok(())
 }
 
 /// Where [`Counted`] reports.
@@ -672,11 +606,8 @@ impl<D: BlockDevice> BlockDevice for Counted<'_, D> {
 /// core address, the GPT (CRCs, an EFI system partition where the UEFI
 /// entry points) and the ESP's files.
 pub fn verify(iso: &Path, layout: &IsoLayout) -> Result<(), IsoError> {
-    let fail = |what: String| IsoError::Verify {
-        path: iso.to_owned(),
-        what,
-    };
-    let device = FileDevice::open(iso).map_err(io_error(iso))?;
+    let fail = |what: String| IsoError::from(FileError::verify(iso)(what));
+    let device = FileDevice::open(iso).map_err(FileError::io(iso))?;
     let mut fs = hadris_iso::sync::IsoFs::mount(device, MountOptions::new())
         .map_err(|e| fail(format!("not an ISO 9660 image ({e})")))?;
     let volume = fs.info().id(IsoId::Volume);
@@ -765,7 +696,7 @@ pub fn verify(iso: &Path, layout: &IsoLayout) -> Result<(), IsoError> {
 
     // The partition tables and the ESP.
     let mut disk = FileDevice::open_with_block_size(iso, BlockSize::new(512).expect("512"))
-        .map_err(io_error(iso))?;
+        .map_err(FileError::io(iso))?;
     let table = hadris_part::sync::read(&mut disk)
         .map_err(|e| fail(format!("the partition table: {e}")))?;
     let PartitionTable::Hybrid(hybrid) = table.table() else {
@@ -947,6 +878,14 @@ mod tests {
         }
     }
 
+    /// No temporary file is left in `dir`.
+    fn assert_no_partial(dir: &Path) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name();
+            assert!(!name.to_string_lossy().ends_with(".partial"), "{name:?}");
+        }
+    }
+
     #[test]
     fn the_read_back_finds_what_was_written_and_catches_damage() {
         let dir = tempfile::tempdir().unwrap();
@@ -957,7 +896,7 @@ mod tests {
         let options = options();
         let progress = Recorder::default();
         let layout = assemble(&parts, &options, &seeds(&options), &out, &work, &progress).unwrap();
-        assert!(!partial_path(&out).exists());
+        assert_no_partial(dir.path());
         let size = std::fs::metadata(&out).unwrap().len();
         assert_eq!(
             *progress.0.lock().unwrap(),
@@ -1028,7 +967,7 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("missing.sqfs"), "{err}");
         assert_eq!(std::fs::read(&out).unwrap(), b"the last good ISO");
-        assert!(!partial_path(&out).exists());
+        assert_no_partial(dir.path());
     }
 
     #[test]

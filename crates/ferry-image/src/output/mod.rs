@@ -2,7 +2,6 @@
 //! the other writers made from it) into one artifact, reads it back, and
 //! only then puts it under its final name.
 
-pub mod atomic;
 pub mod disk;
 pub mod iso;
 pub mod netboot;
@@ -11,6 +10,7 @@ pub mod ovf;
 pub mod pipeline;
 pub mod qcow2;
 pub mod raw;
+pub mod seed;
 pub mod squashfs;
 pub mod vmdk;
 
@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ferry_oci::Digest;
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 use serde::Serialize;
 
@@ -63,12 +64,44 @@ pub enum OutputError {
     Ova(#[from] ova::OvaError),
     #[error("{what}: {message}")]
     Spec { what: String, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+/// An output file that could not be written or read, or that does not
+/// read back as it was written: the error every writer gives for its
+/// files.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
     #[error("{path}: {source}")]
     Io {
-        path: String,
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{path} does not read back as written: {what}; the output disk or the file system \
+         is failing, check it and build again"
+    )]
+    Verify { path: PathBuf, what: String },
+}
+
+impl FileError {
+    /// For `map_err`: an I/O error on `path`.
+    pub fn io(path: &Path) -> impl Fn(std::io::Error) -> FileError + '_ {
+        move |source| FileError::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// For `map_err`: `path` failed its read-back, for the reason given.
+    pub fn verify(path: &Path) -> impl Fn(String) -> FileError + '_ {
+        move |what| FileError::Verify {
+            path: path.to_owned(),
+            what,
+        }
+    }
 }
 
 /// One file a build made, for `manifest.json`.
@@ -110,10 +143,7 @@ impl Job<'_> {
     /// Records `path` (a file under `out`) as an output of `format`,
     /// hashing it.
     pub fn record(&mut self, format: Format, path: &Path) -> Result<(), OutputError> {
-        let (sha256, size) = netboot::hash_file(path).map_err(|source| OutputError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let (sha256, size) = netboot::hash_file(path).map_err(FileError::io(path))?;
         self.written.push(Written {
             format,
             path: path.strip_prefix(self.out).unwrap_or(path).to_path_buf(),
@@ -142,15 +172,14 @@ impl Job<'_> {
             self.work.join("rootfs.squashfs")
         };
         let options = squashfs::options(self.spec, self.processors, self.mtime)?;
-        // Written and verified in the scratch directory, then renamed:
-        // nothing unverified ever has the final name.
-        let unverified = self.work.join("rootfs.squashfs.unverified");
-        squashfs::write(self.rootfs, &unverified, &options, self.progress)?;
-        squashfs::verify(&unverified, self.rootfs)?;
-        std::fs::rename(&unverified, &path).map_err(|source| OutputError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        // Read back before it gets its name: nothing unverified ever has
+        // the final name.
+        let target = AtomicWrite::new()
+            .open(&path)
+            .map_err(FileError::io(&path))?;
+        squashfs::write_to(self.rootfs, target.file(), &options, self.progress)?;
+        squashfs::verify(target.temp_path(), self.rootfs)?;
+        target.commit().map_err(FileError::io(&path))?;
         if wanted {
             self.record(Format::Squashfs, &path)?;
         }

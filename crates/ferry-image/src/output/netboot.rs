@@ -18,12 +18,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::{Descriptor, Digest, media_type};
 use ferry_store::{ManifestRef, Store};
 
 use crate::boot::kernel::Kernel;
 use crate::boot::live::{LiveInitramfs, NoLiveInitramfs};
+use crate::output::FileError;
 use crate::rootfs::Rootfs;
 
 /// `artifactType` of a pushed netboot set.
@@ -36,12 +38,8 @@ pub const ROOTFS: &str = "rootfs.squashfs";
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetbootError {
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("--push {reference}: {message}")]
     Push { reference: String, message: String },
     #[error(transparent)]
@@ -78,22 +76,18 @@ pub fn write(
     push: Option<(&Store, &str)>,
 ) -> Result<NetbootReport, NetbootError> {
     let live = LiveInitramfs::detect(rootfs.tree())?;
-    let io_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| NetbootError::Io { path, source }
-    };
-    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fs::create_dir_all(dir).map_err(FileError::io(dir))?;
     let kernel_out = dir.join(KERNEL);
     let initrd_out = dir.join(INITRD);
     let rootfs_out = dir.join(ROOTFS);
-    copy_out(rootfs, &kernel.kernel, &kernel_out).map_err(io_err(&kernel_out))?;
-    copy_out(rootfs, &kernel.initrd, &initrd_out).map_err(io_err(&initrd_out))?;
+    copy_out(rootfs, &kernel.kernel, &kernel_out).map_err(FileError::io(&kernel_out))?;
+    copy_out(rootfs, &kernel.initrd, &initrd_out).map_err(FileError::io(&initrd_out))?;
     // A hard link when the squashfs is on the same filesystem: the set
     // costs no second copy of the largest file.
     let _ = fs::remove_file(&rootfs_out);
     fs::hard_link(squashfs, &rootfs_out)
-        .or_else(|_| fs::copy(squashfs, &rootfs_out).map(drop))
-        .map_err(io_err(&rootfs_out))?;
+        .or_else(|_| copy(&mut fs::File::open(squashfs)?, &rootfs_out))
+        .map_err(FileError::io(&rootfs_out))?;
     let source = match push {
         Some((_, reference)) => format!("{{oci: {reference}}}"),
         None => format!("{{dir: {}}}", final_dir.display()),
@@ -107,10 +101,12 @@ pub fn write(
         live.network_cmdline("{{ files.rootfs }}", cmdline_extra),
     );
     let profile_path = dir.join("netboot.yaml");
-    fs::write(&profile_path, profile).map_err(io_err(&profile_path))?;
+    AtomicWrite::new()
+        .replace(&profile_path, profile.as_bytes())
+        .map_err(FileError::io(&profile_path))?;
     let mut files = Vec::new();
     for path in [&kernel_out, &initrd_out, &rootfs_out, &profile_path] {
-        let (sha256, size) = hash_file(path).map_err(io_err(path))?;
+        let (sha256, size) = hash_file(path).map_err(FileError::io(path))?;
         files.push(SetFile {
             path: path.clone(),
             size,
@@ -129,10 +125,14 @@ pub fn write(
 
 /// Copies image file `path` out of the stage.
 fn copy_out(rootfs: &Rootfs, path: &Path, out: &Path) -> io::Result<()> {
-    let mut from = rootfs.stage().open(path)?;
-    let mut to = fs::File::create(out)?;
-    io::copy(&mut from, &mut to)?;
-    to.sync_all()
+    copy(&mut rootfs.stage().open(path)?, out)
+}
+
+/// Writes `out` from `from`, whole or not at all.
+fn copy(from: &mut impl io::Read, out: &Path) -> io::Result<()> {
+    let mut to = AtomicWrite::new().open(out)?;
+    io::copy(from, &mut to)?;
+    to.commit()
 }
 
 /// sha256 and size of a file, streamed.
@@ -228,10 +228,11 @@ impl super::Writer for NetbootOutput {
             job.push,
         )?;
         check(job.rootfs, job.kernel, &squashfs, &report)?;
-        fs::rename(&staging, &dir).map_err(|source| NetbootError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        // The set appears whole: a directory renamed into place, and the
+        // rename made durable.
+        fs::rename(&staging, &dir)
+            .and_then(|()| ferry_oci::atomic::sync_dir(job.out))
+            .map_err(FileError::io(&dir))?;
         for file in &report.files {
             let name = file.path.file_name().unwrap_or_default();
             job.record(crate::spec::Format::Netboot, &dir.join(name))?;
@@ -255,18 +256,13 @@ fn check(
         squashfs.to_path_buf(),
     ];
     for (file, source) in report.files.iter().zip(sources) {
-        let (digest, _) = hash_file(&source).map_err(|e| NetbootError::Io {
-            path: source.display().to_string(),
-            source: e,
-        })?;
+        let (digest, _) = hash_file(&source).map_err(FileError::io(&source))?;
         if digest != file.sha256 {
-            return Err(NetbootError::Io {
-                path: file.path.display().to_string(),
-                source: io::Error::other(format!(
-                    "reads back as {}, its source is {digest}",
-                    file.sha256
-                )),
-            });
+            return Err(FileError::verify(&file.path)(format!(
+                "sha256 {}, its source's is {digest}",
+                file.sha256
+            ))
+            .into());
         }
     }
     Ok(())

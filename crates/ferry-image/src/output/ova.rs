@@ -43,9 +43,10 @@ use std::path::{Path, PathBuf};
 use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 
-use super::atomic::AtomicFile;
+use super::FileError;
 use super::ovf::{self, Appliance, DiskFile, OvfError};
 use super::vmdk::{self, StreamOptions, VmdkError, VmdkReport};
+use ferry_oci::atomic::AtomicWrite;
 
 /// The largest size a ustar header's 11 octal digits hold.
 const USTAR_MAX_SIZE: u64 = (1 << 33) - 1;
@@ -63,17 +64,8 @@ pub enum OvaError {
     Vmdk(#[from] VmdkError),
     #[error(transparent)]
     Ovf(#[from] OvfError),
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "{path} does not read back as written: {what}; the output disk or the file system \
-         is failing, check it and build again"
-    )]
-    Verify { path: PathBuf, what: String },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 /// What to build.
@@ -188,13 +180,9 @@ pub fn write(
 }
 
 fn write_small(path: &Path, bytes: &[u8]) -> Result<Artifact, OvaError> {
-    let write_err = |source| OvaError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let file = AtomicFile::create(path).map_err(write_err)?;
-    file.file().write_all(bytes).map_err(write_err)?;
-    file.commit().map_err(write_err)?;
+    AtomicWrite::new()
+        .replace(path, bytes)
+        .map_err(FileError::io(path))?;
     Ok(Artifact {
         path: path.to_owned(),
         size: bytes.len() as u64,
@@ -248,11 +236,8 @@ fn member_header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
 }
 
 fn write_tar(path: &Path, members: &[(&str, &Artifact)], mtime: u64) -> Result<Artifact, OvaError> {
-    let write_err = |source| OvaError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let target = AtomicFile::create(path).map_err(write_err)?;
+    let write_err = FileError::io(path);
+    let target = AtomicWrite::new().open(path).map_err(&write_err)?;
     let (size, sha256) = {
         let out = Hashing {
             inner: BufWriter::with_capacity(1 << 20, target.file()),
@@ -260,19 +245,16 @@ fn write_tar(path: &Path, members: &[(&str, &Artifact)], mtime: u64) -> Result<A
         };
         let mut tar = tar::Builder::new(out);
         for (name, artifact) in members {
-            let header = member_header(name, artifact.size, mtime).map_err(write_err)?;
-            let file = File::open(&artifact.path).map_err(write_err)?;
+            let header = member_header(name, artifact.size, mtime).map_err(&write_err)?;
+            let file = File::open(&artifact.path).map_err(FileError::io(&artifact.path))?;
             tar.append(&header, file.take(artifact.size))
-                .map_err(write_err)?;
+                .map_err(&write_err)?;
         }
-        let mut out = tar.into_inner().map_err(write_err)?;
-        out.flush().map_err(write_err)?;
+        let mut out = tar.into_inner().map_err(&write_err)?;
+        out.flush().map_err(&write_err)?;
         (out.hasher.bytes(), out.hasher.finish())
     };
-    verify_tar(target.temp_path(), members, &sha256).map_err(|what| OvaError::Verify {
-        path: path.to_owned(),
-        what,
-    })?;
+    verify_tar(target.temp_path(), members, &sha256).map_err(FileError::verify(path))?;
     target.commit().map_err(write_err)?;
     Ok(Artifact {
         path: path.to_owned(),

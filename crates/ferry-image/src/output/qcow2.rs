@@ -29,13 +29,13 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 
-use super::atomic::AtomicFile;
-use super::raw::{RawDisk, RawError};
+use super::FileError;
+use super::raw::{self, RawDisk, RawError, WriteError};
 
 const MAGIC: u32 = 0x5146_49fb; // "QFI\xfb"
 const VERSION: u32 = 3;
@@ -59,17 +59,8 @@ const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 pub enum Qcow2Error {
     #[error(transparent)]
     Raw(#[from] RawError),
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "{path} does not read back as written: {what}; the output disk or the file system \
-         is failing, check it and build again"
-    )]
-    Verify { path: PathBuf, what: String },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 /// What [`write`] produced.
@@ -87,61 +78,21 @@ pub struct Qcow2Report {
 /// Writes the raw disk `raw` as the qcow2 image `out`, reporting the raw
 /// disk's bytes to `progress` (task id: `out`'s path).
 pub fn write(raw: &Path, out: &Path, progress: &dyn Progress) -> Result<Qcow2Report, Qcow2Error> {
-    let disk = RawDisk::open(raw)?;
-    let task = out.display().to_string();
-    let write_err = |source| Qcow2Error::Write {
-        path: out.to_owned(),
-        source,
-    };
-    let target = AtomicFile::create(out).map_err(write_err)?;
-    progress.start(&task, "qcow2", Some(disk.size()));
-    let written = write_to(&disk, target.file(), progress, &task).map_err(|e| match e {
-        WriteError::Raw(e) => Qcow2Error::Raw(e),
-        WriteError::Io(e) => write_err(e),
-    });
-    let written = match written {
-        Ok(w) => w,
-        Err(e) => {
-            progress.finish(&task, "failed");
-            return Err(e);
-        }
-    };
-    let verified = verify(target.file(), &written).map_err(|what| Qcow2Error::Verify {
-        path: out.to_owned(),
-        what,
-    });
-    let report = match verified {
-        Ok(sha256) => Qcow2Report {
-            virtual_size: disk.size(),
-            data_clusters: written.data.len() as u64,
-            file_size: written.file_size,
-            sha256,
-        },
-        Err(e) => {
-            progress.finish(&task, "failed");
-            return Err(e);
-        }
-    };
-    target.commit().map_err(write_err)?;
-    progress.finish(&task, "written");
-    Ok(report)
-}
-
-enum WriteError {
-    Raw(RawError),
-    Io(io::Error),
-}
-
-impl From<RawError> for WriteError {
-    fn from(e: RawError) -> Self {
-        WriteError::Raw(e)
-    }
-}
-
-impl From<io::Error> for WriteError {
-    fn from(e: io::Error) -> Self {
-        WriteError::Io(e)
-    }
+    let (disk, written, sha256) = raw::convert(
+        raw,
+        out,
+        "qcow2",
+        progress,
+        |disk, file, task| write_to(disk, file, progress, task),
+        |target, written| verify(target.file(), written),
+        |never| -> Qcow2Error { match never {} },
+    )?;
+    Ok(Qcow2Report {
+        virtual_size: disk.size(),
+        data_clusters: written.data.len() as u64,
+        file_size: written.file_size,
+        sha256,
+    })
 }
 
 /// What the writer knows that the file must show when read back.

@@ -7,15 +7,22 @@
 //! extents that are all zeros are skipped too, so neither costs a byte
 //! of output. Only one block of [`BLOCK_CLUSTERS`] clusters is held at a
 //! time.
+//!
+//! [`convert`] is the frame both writers run in: a new file under a
+//! temporary name, read back, then renamed into place.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use ferry_oci::Digest;
+use ferry_oci::atomic::{AtomicFile, AtomicWrite};
 use ferry_oci::progress::Progress;
 use rustix::fs::SeekFrom;
 use rustix::io::Errno;
+
+use super::FileError;
 
 /// The sector size of the disks ferry builds (GPT's logical block).
 pub const SECTOR: u64 = 512;
@@ -153,6 +160,64 @@ impl RawDisk {
         progress.advance(task, self.size.saturating_sub(done));
         Ok(())
     }
+}
+
+/// What stops a conversion's writer: the raw disk, the new file, or a
+/// reason of the format's own (`F`).
+pub enum WriteError<F = std::convert::Infallible> {
+    Raw(RawError),
+    Io(io::Error),
+    Format(F),
+}
+
+impl<F> From<RawError> for WriteError<F> {
+    fn from(e: RawError) -> Self {
+        WriteError::Raw(e)
+    }
+}
+
+impl<F> From<io::Error> for WriteError<F> {
+    fn from(e: io::Error) -> Self {
+        WriteError::Io(e)
+    }
+}
+
+/// Converts the raw disk `raw` into the file `out`: `write` fills a new
+/// file under a temporary name, `verify` reads it back and returns its
+/// sha256 (or what is wrong), and only then the file gets its name.
+/// `format_err` turns the format's own write errors into `E`. Progress
+/// counts the raw disk's bytes under task `out`, labelled `label`, and
+/// ends "written" or "failed". Returns the disk, what `write` returned
+/// and the sha256.
+pub fn convert<W, F, E>(
+    raw: &Path,
+    out: &Path,
+    label: &str,
+    progress: &dyn Progress,
+    write: impl FnOnce(&RawDisk, &File, &str) -> Result<W, WriteError<F>>,
+    verify: impl FnOnce(&AtomicFile, &W) -> Result<Digest, String>,
+    format_err: impl FnOnce(F) -> E,
+) -> Result<(RawDisk, W, Digest), E>
+where
+    E: From<RawError> + From<FileError>,
+{
+    let disk = RawDisk::open(raw)?;
+    let task = out.display().to_string();
+    let target = AtomicWrite::new().open(out).map_err(FileError::io(out))?;
+    progress.start(&task, label, Some(disk.size()));
+    let written = write(&disk, target.file(), &task).map_err(|e| match e {
+        WriteError::Raw(e) => E::from(e),
+        WriteError::Io(e) => FileError::io(out)(e).into(),
+        WriteError::Format(e) => format_err(e),
+    });
+    let result = written.and_then(|written| {
+        let sha256 = verify(&target, &written).map_err(FileError::verify(out))?;
+        target.commit().map_err(FileError::io(out))?;
+        Ok((written, sha256))
+    });
+    progress.finish(&task, if result.is_ok() { "written" } else { "failed" });
+    let (written, sha256) = result?;
+    Ok((disk, written, sha256))
 }
 
 /// Whether every byte is zero; written so the compiler vectorises it.

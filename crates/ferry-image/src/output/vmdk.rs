@@ -67,9 +67,9 @@ use ferry_oci::progress::Progress;
 use ferry_oci::{Algorithm, Digest, Hasher};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::atomic::AtomicFile;
+use super::FileError;
 use super::pipeline::ordered_map;
-use super::raw::{RawDisk, RawError, SECTOR};
+use super::raw::{self, RawDisk, RawError, SECTOR};
 
 const MAGIC: u32 = 0x564d_444b; // "KDMV" on disk
 const VERSION: u32 = 3;
@@ -99,17 +99,8 @@ const LEVEL: u32 = 6;
 pub enum VmdkError {
     #[error(transparent)]
     Raw(#[from] RawError),
-    #[error("writing {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-    #[error(
-        "{path} does not read back as written: {what}; the output disk or the file system \
-         is failing, check it and build again"
-    )]
-    Verify { path: PathBuf, what: String },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(
         "{path}: a VMDK file name must be plain printable ASCII without quotes \
          (it is written into the disk's descriptor); choose another name"
@@ -196,75 +187,40 @@ pub fn write_stream_optimized(
         .ok_or_else(|| VmdkError::Name {
             path: out.to_owned(),
         })?;
-    let disk = RawDisk::open(raw)?;
-    let task = out.display().to_string();
-    let write_err = |source| VmdkError::Write {
-        path: out.to_owned(),
-        source,
-    };
-    let target = AtomicFile::create(out).map_err(write_err)?;
-    progress.start(&task, "vmdk", Some(disk.size()));
     let threads = match options.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let result = write_to(
-        &disk,
-        target.file(),
-        options,
-        extent_name,
-        threads,
+    let (disk, written, sha256) = raw::convert(
+        raw,
+        out,
+        "vmdk",
         progress,
-        &task,
-    )
-    .map_err(|e| match e {
-        WriteError::Raw(e) => VmdkError::Raw(e),
-        WriteError::Io(e) => write_err(e),
-        WriteError::TooLarge => VmdkError::TooLarge {
-            path: out.to_owned(),
-        },
-        WriteError::Stopped => unreachable!("the error that stopped the pipeline wins"),
-    })
-    .and_then(|written| {
-        let sha256 =
-            verify(target.temp_path(), &written, threads).map_err(|what| VmdkError::Verify {
+        |disk, file, task| write_to(disk, file, options, extent_name, threads, progress, task),
+        |target, written| verify(target.temp_path(), written, threads),
+        |stop| match stop {
+            Stop::TooLarge => VmdkError::TooLarge {
                 path: out.to_owned(),
-                what,
-            })?;
-        Ok(VmdkReport {
-            capacity: disk.size(),
-            grains: written.grains.len() as u64,
-            file_size: written.file_size,
-            sha256,
-        })
+            },
+            Stop::Stopped => unreachable!("the error that stopped the pipeline wins"),
+        },
+    )?;
+    Ok(VmdkReport {
+        capacity: disk.size(),
+        grains: written.grains.len() as u64,
+        file_size: written.file_size,
+        sha256,
     })
-    .and_then(|report| {
-        target.commit().map_err(write_err)?;
-        Ok(report)
-    });
-    progress.finish(&task, if result.is_ok() { "written" } else { "failed" });
-    result
 }
 
-enum WriteError {
-    Raw(RawError),
-    Io(io::Error),
+/// Why the VMDK writer stops, besides the disk and the file.
+enum Stop {
     TooLarge,
     /// The reader stops because the writer failed (with its own error).
     Stopped,
 }
 
-impl From<RawError> for WriteError {
-    fn from(e: RawError) -> Self {
-        WriteError::Raw(e)
-    }
-}
-
-impl From<io::Error> for WriteError {
-    fn from(e: io::Error) -> Self {
-        WriteError::Io(e)
-    }
-}
+type WriteError = raw::WriteError<Stop>;
 
 /// What the file must show when read back.
 struct Written {
@@ -314,7 +270,7 @@ fn write_to(
             disk.for_each_data_cluster::<WriteError>(GRAIN, progress, task, |index, bytes| {
                 match emit((index, bytes.to_vec())) {
                     true => Ok(()),
-                    false => Err(WriteError::Stopped),
+                    false => Err(WriteError::Format(Stop::Stopped)),
                 }
             })
         },
@@ -379,7 +335,7 @@ impl Stream<'_> {
         self.sector += bytes.len() as u64 / SECTOR;
         // Grain table entries and the directory hold 32-bit sectors.
         if self.sector > u64::from(u32::MAX) {
-            return Err(WriteError::TooLarge);
+            return Err(WriteError::Format(Stop::TooLarge));
         }
         Ok(())
     }

@@ -9,10 +9,15 @@
 //!   directory. A whiteout "MUST only apply to resources in lower/parent
 //!   layers", so what this same layer adds survives it, whatever order the
 //!   tar lists them in;
-//! - hard links, symlinks, device nodes and FIFOs are kept; owners, modes
-//!   (setuid, setgid, sticky included), mtimes and xattrs (PAX
-//!   `SCHILY.xattr.*`, so `security.capability` survives) are recorded as
-//!   data in the tree.
+//! - hard links (to anything but a directory, as layer.md allows; one to
+//!   a symlink becomes a symlink of its own, see [`Rootfs::hard_link`]),
+//!   symlinks (mode `0777`, as Linux shows every symlink), device nodes
+//!   and FIFOs are kept; owners, modes (setuid, setgid, sticky included),
+//!   mtimes and xattrs (PAX `SCHILY.xattr.*`, so `security.capability`
+//!   survives) are recorded as data in the tree.
+//!
+//! The integration test `layers` checks all of this against
+//! `umoci raw unpack` on a layout holding every case.
 //!
 //! Entry names with `..` that climb out of the root, and entries that
 //! would be written through a symlink leading out of it, are refused

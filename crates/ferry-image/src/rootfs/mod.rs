@@ -153,7 +153,18 @@ impl Rootfs {
         Ok(id)
     }
 
-    pub fn symlink(&mut self, path: &Path, target: &Path, meta: Meta) -> Result<(), RootfsError> {
+    /// Creates symlink `path` -> `target`. Its mode is always `0777`
+    /// whatever `meta` says: Linux has no symlink permissions ("the
+    /// permissions are always 0777", symlink(7)), so that is what any
+    /// extraction of the layer shows, even of a tar made on a system
+    /// that records other modes (macOS: `0755`).
+    pub fn symlink(
+        &mut self,
+        path: &Path,
+        target: &Path,
+        mut meta: Meta,
+    ) -> Result<(), RootfsError> {
+        meta.mode = 0o777;
         let path = self.tree.resolve_parent(path)?;
         self.make_room(&path, false)?;
         self.tree.insert(
@@ -180,7 +191,15 @@ impl Rootfs {
         Self::staging(&path, staged)
     }
 
-    /// Hard link `path` to the regular file `target` (both image paths).
+    /// Hard link `path` to `target` (both image paths), which may be
+    /// anything but a directory: "Hardlinks are possible with all file
+    /// types except directories" (image-spec layer.md, "Hardlinks").
+    ///
+    /// A hard link to a symlink becomes a second symlink with the same
+    /// target and metadata: `mke2fs -d`, which writes the ext4 root,
+    /// gives each name of a hard-linked symlink an inode of its own, so
+    /// every output does the same; nothing but `st_ino` and `st_nlink`
+    /// tells the two apart.
     pub fn hard_link(&mut self, path: &Path, target: &Path) -> Result<(), RootfsError> {
         let path = self.tree.resolve_parent(path)?;
         let target = self.tree.resolve_parent(target)?;
@@ -191,13 +210,20 @@ impl Rootfs {
         };
         let id = match self.tree.get(&target) {
             None => return Err(bad("not in the image")),
-            Some(inode) if !matches!(inode.kind, Kind::File { .. }) => {
-                return Err(bad("not a regular file"));
-            }
+            Some(inode) if inode.kind.is_dir() => return Err(bad("a directory")),
             Some(_) => self.tree.id(&target).expect("found"),
         };
         if path == target {
             return Ok(());
+        }
+        if let Inode {
+            kind: Kind::Symlink { target: points_to },
+            meta,
+            ..
+        } = self.tree.inode(id)
+        {
+            let (points_to, meta) = (points_to.clone(), meta.clone());
+            return self.symlink(&path, &points_to, meta);
         }
         self.make_room(&path, false)?;
         self.tree.link(&path, id)?;

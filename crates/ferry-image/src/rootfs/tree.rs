@@ -405,6 +405,27 @@ impl Tree {
     }
 }
 
+#[cfg(test)]
+impl Tree {
+    /// For unit tests: regular files `files` (one byte each) and the
+    /// directories holding them, all root-owned `0755`.
+    pub(crate) fn with_files(files: &[&str]) -> Tree {
+        let meta = || Meta::root_owned(0o755, 0);
+        let mut tree = Tree::new(meta());
+        for file in files {
+            let path = Path::new(file);
+            let dirs: Vec<&Path> = path.ancestors().skip(1).collect();
+            for dir in dirs.into_iter().rev().skip(1) {
+                if tree.get(dir).is_none() {
+                    tree.insert(dir, Kind::Directory, meta()).unwrap();
+                }
+            }
+            tree.insert(path, Kind::File { size: 1 }, meta()).unwrap();
+        }
+        tree
+    }
+}
+
 /// Normalizes a path from a layer or a spec: leading `/` and `./` are
 /// dropped, `.` and empty components skipped, `..` applied; a `..` that
 /// would climb above the root is refused.

@@ -5,7 +5,6 @@
 //! them, two builds byte for byte, a size too small, and boots under
 //! SeaBIOS and OVMF to the marker.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -16,26 +15,17 @@ use std::time::Duration;
 use ferry_image::boot::kernel;
 use ferry_image::output::disk::ext4::{self, Ext4Error, Params};
 use ferry_image::output::disk::{self, DiskError, DiskOptions, DiskReport};
-use ferry_image::rootfs::{Kind, Meta, Rootfs};
-use ferry_oci::digest::{Algorithm, Hasher};
+use ferry_image::rootfs::{Kind, Rootfs};
 use ferry_oci::progress::NoProgress;
 
 use crate::fixture;
 use crate::qemu::{self, Firmware, Medium};
+use crate::util::{CAP_NET_RAW, meta, run, sha256};
 
 const MTIME: i64 = 1_700_000_000;
+/// When the synthetic tree's files were made.
+const T: i64 = MTIME - 3600;
 const MIB: u64 = 1 << 20;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
-}
 
 /// `debugfs -R request` on the ext4 filesystem at `offset` of `image`.
 fn debugfs(image: &Path, offset: u64, request: &str) -> String {
@@ -49,22 +39,6 @@ fn e2fsck(image: &Path, offset: u64) {
     run(Command::new("e2fsck")
         .arg("-fn")
         .arg(format!("{}?offset={offset}", image.display())));
-}
-
-fn sha256(path: &Path) -> String {
-    let mut hasher = Hasher::new(Algorithm::Sha256);
-    std::io::copy(&mut File::open(path).unwrap(), &mut hasher).unwrap();
-    hasher.finish().to_string()
-}
-
-fn meta(mode: u32, uid: u32, gid: u32) -> Meta {
-    Meta {
-        mode,
-        uid,
-        gid,
-        mtime: MTIME - 3600,
-        xattrs: BTreeMap::new(),
-    }
 }
 
 /// A kernel-format POSIX ACL: `user::rwx group::r-x other::---` plus
@@ -97,19 +71,17 @@ fn synthetic(stage: &Path, reverse: bool) -> Rootfs {
         ("home", 0o755),
         ("big", 0o755),
     ] {
-        r.dir(p(dir), meta(mode, 0, 0)).unwrap();
+        r.dir(p(dir), meta(mode, 0, 0, T)).unwrap();
     }
-    r.dir(p("home/alice"), meta(0o700, 1000, 1000)).unwrap();
-    r.file(p("bin/su"), meta(0o4755, 0, 0), &mut &b"#!/bin/sh\n"[..])
+    r.dir(p("home/alice"), meta(0o700, 1000, 1000, T)).unwrap();
+    r.file(p("bin/su"), meta(0o4755, 0, 0, T), &mut &b"#!/bin/sh\n"[..])
         .unwrap();
-    let mut ping = meta(0o755, 0, 0);
-    // VFS_CAP_REVISION_2, cap_net_raw permitted and effective.
-    let mut cap = vec![1, 0, 0, 2, 0, 0x20, 0, 0];
-    cap.resize(20, 0);
-    ping.xattrs.insert("security.capability".into(), cap);
+    let mut ping = meta(0o755, 0, 0, T);
+    ping.xattrs
+        .insert("security.capability".into(), CAP_NET_RAW.to_vec());
     ping.xattrs.insert("user.note".into(), b"ferry".to_vec());
     r.file(p("bin/ping"), ping, &mut &b"\x7fELF"[..]).unwrap();
-    let mut journal = meta(0o2755, 0, 101);
+    let mut journal = meta(0o2755, 0, 101, T);
     journal
         .xattrs
         .insert("system.posix_acl_access".into(), acl());
@@ -119,19 +91,19 @@ fn synthetic(stage: &Path, reverse: bool) -> Rootfs {
     r.dir(p("journal"), journal).unwrap();
     r.file(
         p("home/alice/big-uid"),
-        meta(0o640, 70000, 80000),
+        meta(0o640, 70000, 80000, T),
         &mut &b"x"[..],
     )
     .unwrap();
     r.hard_link(p("bin/su-again"), p("bin/su")).unwrap();
     // Several extents' worth and more than one compared chunk.
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    r.file(p("bin/busybox"), meta(0o755, 0, 0), &mut &data[..])
+    r.file(p("bin/busybox"), meta(0o755, 0, 0, T), &mut &data[..])
         .unwrap();
-    r.symlink(p("bin/sh"), p("busybox"), meta(0o777, 0, 0))
+    r.symlink(p("bin/sh"), p("busybox"), meta(0o777, 0, 0, T))
         .unwrap();
     let long = "/usr/lib/x86_64-linux-gnu/a-target-longer-than-sixty-bytes/libsomething.so.1";
-    r.symlink(p("bin/long"), p(long), meta(0o777, 0, 0))
+    r.symlink(p("bin/long"), p(long), meta(0o777, 0, 0, T))
         .unwrap();
     for (name, kind) in [
         ("dev/null", Kind::CharDevice { major: 1, minor: 3 }),
@@ -145,8 +117,13 @@ fn synthetic(stage: &Path, reverse: bool) -> Rootfs {
         ),
         ("dev/initctl", Kind::Fifo),
     ] {
-        r.special(p(name), kind, meta(0o620, 0, 5)).unwrap();
+        r.special(p(name), kind, meta(0o620, 0, 5, T)).unwrap();
     }
+    // Hard links to a device, a FIFO and a symlink (the last one becomes
+    // a symlink of its own).
+    r.hard_link(p("dev/null-too"), p("dev/null")).unwrap();
+    r.hard_link(p("dev/initctl-too"), p("dev/initctl")).unwrap();
+    r.hard_link(p("bin/sh-too"), p("bin/sh")).unwrap();
     let mut names: Vec<String> = (0..600)
         .map(|i| format!("entry-with-a-longish-name-{i:04}"))
         .collect();
@@ -154,7 +131,7 @@ fn synthetic(stage: &Path, reverse: bool) -> Rootfs {
         names.reverse();
     }
     for name in names {
-        r.file(&p("big").join(name), meta(0o600, 2, 3), &mut &b""[..])
+        r.file(&p("big").join(name), meta(0o600, 2, 3, T), &mut &b""[..])
             .unwrap();
     }
     r
@@ -232,6 +209,15 @@ fn ext4_fixup_sets_what_the_stage_cannot_hold() {
     assert!(big.contains("Device major/minor number: 259:300"), "{big}");
     assert!(stat("/dev/sda").contains("Type: block special"));
     assert!(stat("/dev/initctl").contains("Type: FIFO"));
+    for linked in ["/dev/null-too", "/dev/initctl-too"] {
+        let st = stat(linked);
+        assert!(
+            st.contains("Links: 2") && st.contains("Mode:  0620"),
+            "{st}"
+        );
+    }
+    assert!(stat("/dev/null-too").contains("Device major/minor number: 01:03"));
+    assert!(stat("/bin/sh-too").contains("Links: 1"));
     assert!(stat("/bin/long").contains("Type: symlink"));
     let ls = debugfs(&image, MIB, "ls -l /dev");
     assert!(ls.contains("null"), "{ls}");
@@ -496,9 +482,13 @@ fn a_disk_too_small_is_refused_naming_both_sizes() {
         ),
         "{text}"
     );
-    // Nothing is left behind under either name.
-    assert!(!dir.path().join("debian.raw").exists());
-    assert!(!dir.path().join("debian.raw.partial").exists());
+    // Nothing is left behind, under its name or a temporary one.
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["stage", "work"]);
 }
 
 fn boot(firmware: Firmware, marker: &str) {

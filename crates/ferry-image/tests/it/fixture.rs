@@ -38,7 +38,8 @@ pub fn debian_tar() -> PathBuf {
     .clone()
 }
 
-struct NoArtifacts;
+/// No file artifacts: a spec that names one fails.
+pub struct NoArtifacts;
 
 impl ArtifactFiles for NoArtifacts {
     fn read(&self, reference: &str, _: Option<&str>) -> Result<Vec<u8>, String> {

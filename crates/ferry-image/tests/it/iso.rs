@@ -2,11 +2,8 @@
 //! catalog and system area as xorriso reads them, its GPT as sgdisk
 //! checks it, its MBR boot code against the one xorriso writes for
 //! GRUB (`--grub2-mbr`), byte-identical rebuilds, and boots in QEMU from
-//! a CD and from a USB stick under SeaBIOS and OVMF.
-//!
-//! The squashfs comes from the host's `mksquashfs` until ferry's own
-//! writer (`output::squashfs`, branch i9-squashfs) lands: swap
-//! [`squashfs_of`] for `output::squashfs::write` then.
+//! a CD and from a USB stick under SeaBIOS and OVMF. The squashfs inside
+//! is ferry's own (`output::squashfs`), as a build makes it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,12 +13,13 @@ use std::time::Duration;
 use ferry_image::boot::kernel::{self, Kernel};
 use ferry_image::boot::live::LiveInitramfs;
 use ferry_image::output::iso::{self, IsoOptions, IsoReport};
-use ferry_image::rootfs::{Kind, Rootfs};
-use ferry_oci::digest::{Algorithm, Hasher};
+use ferry_image::output::squashfs::{self, SquashfsOptions};
+use ferry_image::rootfs::Rootfs;
 use ferry_oci::progress::NoProgress;
 
 use crate::fixture;
 use crate::qemu::{self, Firmware, Medium};
+use crate::util::{run, sha256};
 
 const MTIME: i64 = 1_700_000_000;
 /// A boot under TCG takes a minute or two; this bounds a hung one.
@@ -58,18 +56,13 @@ fn built() -> &'static Built {
         let rootfs = fixture::debian_rootfs(&dir.join("stage"), MTIME);
         let kernel = kernel::find(rootfs.tree()).unwrap();
         let squashfs = dir.join("filesystem.squashfs");
-        squashfs_of(&rootfs, &squashfs);
-        let iso = dir.join("live.iso");
-        let report = iso::write(
-            &rootfs,
-            &kernel,
-            &squashfs,
-            &options(),
-            &iso,
-            &dir.join("work"),
-            &NoProgress,
-        )
-        .unwrap();
+        let squashfs_options = SquashfsOptions {
+            mkfs_time: MTIME,
+            ..SquashfsOptions::default()
+        };
+        squashfs::write(&rootfs, &squashfs, &squashfs_options, &NoProgress).unwrap();
+        squashfs::verify(&squashfs, &rootfs).unwrap();
+        let (iso, report) = write_iso(&rootfs, &kernel, &squashfs, &dir);
         Built {
             dir,
             rootfs,
@@ -81,54 +74,25 @@ fn built() -> &'static Built {
     })
 }
 
-/// The squashfs of `rootfs` made by the host's mksquashfs from the stage,
-/// with the tree's modes and owners applied through a pseudo file (the
-/// stage keeps every file 0644, so `/sbin/init` would not run otherwise).
-fn squashfs_of(rootfs: &Rootfs, out: &Path) {
-    let mut pseudo = String::new();
-    for (path, _, inode) in rootfs.tree().iter() {
-        // The root takes mksquashfs's defaults; symlinks have no mode.
-        if path.as_os_str().is_empty() || matches!(inode.kind, Kind::Symlink { .. }) {
-            continue;
-        }
-        let name = format!("/{}", path.display());
-        // Pseudo-file names end at white space and take `\` as an escape:
-        // such names keep mksquashfs's defaults.
-        if name
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
-        {
-            continue;
-        }
-        pseudo.push_str(&format!(
-            "{name} m {:o} {} {}\n",
-            inode.meta.mode & 0o7777,
-            inode.meta.uid,
-            inode.meta.gid
-        ));
-    }
-    let pseudo_file = out.with_extension("pseudo");
-    std::fs::write(&pseudo_file, pseudo).unwrap();
-    let status = Command::new("mksquashfs")
-        .arg(rootfs.stage().root())
-        .arg(out)
-        .args(["-comp", "zstd", "-noappend", "-no-progress", "-quiet"])
-        .arg("-pf")
-        .arg(&pseudo_file)
-        .status()
-        .expect("run mksquashfs (squashfs-tools)");
-    assert!(status.success(), "mksquashfs failed");
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    text
+/// The live ISO `DIR/live.iso` of `rootfs`, its scratch in `DIR/work`.
+fn write_iso(
+    rootfs: &Rootfs,
+    kernel: &Kernel,
+    squashfs: &Path,
+    dir: &Path,
+) -> (PathBuf, IsoReport) {
+    let iso = dir.join("live.iso");
+    let report = iso::write(
+        rootfs,
+        kernel,
+        squashfs,
+        &options(),
+        &iso,
+        &dir.join("work"),
+        &NoProgress,
+    )
+    .unwrap();
+    (iso, report)
 }
 
 /// `xorriso -report_el_torito plain -report_system_area plain` of `iso`.
@@ -272,22 +236,7 @@ fn two_builds_are_byte_identical() {
     let dir = b.dir.join("again");
     let _ = std::fs::remove_dir_all(&dir);
     let rootfs = fixture::debian_rootfs(&dir.join("stage"), MTIME);
-    let iso = dir.join("live.iso");
-    iso::write(
-        &rootfs,
-        &b.kernel,
-        &b.squashfs,
-        &options(),
-        &iso,
-        &dir.join("work"),
-        &NoProgress,
-    )
-    .unwrap();
-    let sha256 = |p: &Path| {
-        let mut hash = Hasher::new(Algorithm::Sha256);
-        std::io::copy(&mut std::fs::File::open(p).unwrap(), &mut hash).unwrap();
-        hash.finish()
-    };
+    let (iso, _) = write_iso(&rootfs, &b.kernel, &b.squashfs, &dir);
     assert_eq!(sha256(&iso), sha256(&b.iso));
     std::fs::remove_dir_all(&dir).unwrap();
 }

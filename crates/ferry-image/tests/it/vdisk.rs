@@ -16,37 +16,14 @@ use ferry_image::output::ovf::{
 };
 use ferry_image::output::vmdk::{AdapterType, StreamOptions};
 use ferry_image::output::{ova, qcow2, vmdk};
-use ferry_oci::Digest;
 use ferry_oci::progress::NoProgress;
+
+use crate::util::{noise, run, sha256};
 
 const MIB: u64 = 1 << 20;
 /// 100 MiB and 3 sectors: four grain tables' worth (32 MiB each), the
 /// last grain partial.
 const DISK_SIZE: u64 = 100 * MIB + 3 * 512;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Deterministic bytes that do not compress (xorshift64).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn gpt_disk(dir: &Path) -> PathBuf {
     let path = dir.join("disk.raw");
@@ -55,7 +32,7 @@ fn gpt_disk(dir: &Path) -> PathBuf {
         .args(["-n1:2048:+16M", "-t1:ef00", "-n2:0:0", "-t2:8300"])
         .arg(&path));
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&noise(1, 3 * MIB as usize), 2 * MIB)
+    file.write_all_at(&noise(3 * MIB as usize, 1), 2 * MIB)
         .unwrap();
     let text: String = (0..40_000)
         .map(|i| format!("line {i} of a config file\n"))
@@ -66,7 +43,7 @@ fn gpt_disk(dir: &Path) -> PathBuf {
         .unwrap();
     // Nothing between 32 and 64 MiB: an empty grain table. Then data
     // across a grain boundary.
-    file.write_all_at(&noise(2, 100_000), 70 * MIB + 4096)
+    file.write_all_at(&noise(100_000, 2), 70 * MIB + 4096)
         .unwrap();
     file.sync_all().unwrap();
     path
@@ -79,10 +56,6 @@ fn data_clusters(raw: &Path) -> u64 {
         .chunks(65536)
         .filter(|c| c.iter().any(|&b| b != 0))
         .count() as u64
-}
-
-fn sha256_file(path: &Path) -> Digest {
-    Digest::sha256(&fs::read(path).unwrap())
 }
 
 fn stream_options(threads: usize) -> StreamOptions {
@@ -178,14 +151,14 @@ fn qcow2_is_clean_equal_to_the_raw_disk_sparse_and_reproducible() {
     assert_eq!(report.data_clusters, data_clusters(&raw));
     assert_eq!(report.virtual_size, DISK_SIZE);
     assert_eq!(report.file_size, fs::metadata(&out).unwrap().len());
-    assert_eq!(report.sha256, sha256_file(&out));
+    assert_eq!(report.sha256, sha256(&out));
 
     let again = dir.path().join("again.qcow2");
     assert_eq!(
         qcow2::write(&raw, &again, &NoProgress).unwrap().sha256,
         report.sha256
     );
-    assert_eq!(sha256_file(&again), report.sha256);
+    assert_eq!(sha256(&again), report.sha256);
 }
 
 #[test]
@@ -228,7 +201,7 @@ fn vmdk_is_stream_optimized_clean_and_converts_back_to_the_raw_disk() {
 
     assert_eq!(report.grains, data_clusters(&raw));
     assert_eq!(report.capacity, DISK_SIZE);
-    assert_eq!(report.sha256, sha256_file(&out));
+    assert_eq!(report.sha256, sha256(&out));
     let bytes = fs::read(&out).unwrap();
     let descriptor = String::from_utf8_lossy(&bytes[512..512 * 21]);
     assert!(
@@ -321,7 +294,7 @@ fn vmdk_bytes_do_not_depend_on_the_thread_count_or_the_run() {
         let report =
             vmdk::write_stream_optimized(&raw, &out, &stream_options(threads), &NoProgress)
                 .unwrap();
-        assert_eq!(report.sha256, sha256_file(&out));
+        assert_eq!(report.sha256, sha256(&out));
         digests.push(report.sha256);
     }
     assert_eq!(digests[0], digests[1], "1 vs 4 threads");
@@ -356,7 +329,7 @@ fn ova_set_has_image_builders_names_and_reads_back() {
         ]
     );
     let ova_path = out.join("rocky-9-kube-v1.30.4.ova");
-    assert_eq!(report.ova.sha256, sha256_file(&ova_path));
+    assert_eq!(report.ova.sha256, sha256(&ova_path));
     // image-builder writes the bare hex digest.
     assert_eq!(
         fs::read_to_string(out.join("rocky-9-kube-v1.30.4.ova.sha256")).unwrap(),
@@ -371,7 +344,7 @@ fn ova_set_has_image_builders_names_and_reads_back() {
         .arg("-C")
         .arg(&extracted));
     let disk = extracted.join("rocky-9-kube-v1.30.4-disk-0.vmdk");
-    assert_eq!(sha256_file(&disk), report.disk.sha256);
+    assert_eq!(sha256(&disk), report.disk.sha256);
     let compare = run(Command::new("qemu-img")
         .args(["compare", "-f", "raw", "-F", "vmdk"])
         .arg(dir.path().join("disk.raw"))
@@ -473,7 +446,7 @@ fn ova_manifest_lines_are_sha256_paren_name_paren_equals_hex() {
         ("rocky-9-kube-v1.30.4-disk-0.vmdk", &report.disk.sha256),
     ]) {
         assert_eq!(*line, format!("SHA256({name})= {}\n", digest.hex()));
-        assert_eq!(*digest, sha256_file(&out.join(name)));
+        assert_eq!(*digest, sha256(&out.join(name)));
     }
 }
 

@@ -305,9 +305,14 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
                 o.sha256
             );
         }
-        println!("  manifest  {}", args.output.join("manifest.json").display());
+        println!(
+            "  manifest  {}",
+            args.output.join("manifest.json").display()
+        );
         if let Some(push) = &args.push {
-            println!("netboot set stored in ferry's registry as {push}; boot it with `source: {{oci: {push}}}`");
+            println!(
+                "netboot set stored in ferry's registry as {push}; boot it with `source: {{oci: {push}}}`"
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -22,27 +22,29 @@
 //!
 //! Every identifier (disk and partition GUIDs, filesystem UUID, ext4
 //! hash seed, FAT serial) is derived from the image's identity and
-//! SOURCE_DATE_EPOCH, as systemd-repart derives its own (a hash with the
-//! UUID version 4 bits set), so two builds of the same inputs give the
-//! same bytes. The disk is written as `<out>.partial`, read back in full
-//! ([`verify`]) and only then renamed to `out`.
+//! SOURCE_DATE_EPOCH ([`crate::output::seed`]), so two builds of the same
+//! inputs give the same bytes. The disk is written under a temporary name
+//! ([`ferry_oci::atomic`]), read back in full ([`verify`]) and only then
+//! renamed to `out`.
 
 pub mod bios;
 pub mod esp;
 pub mod ext4;
 pub mod gpt;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 use hadris_part::{Disk, Guid};
-use sha2::{Digest, Sha256};
 
 use crate::boot::grub::{self, Grub, GrubError, Platform, Target};
 use crate::boot::kernel::Kernel;
+use crate::output::FileError;
+use crate::output::seed::Seed;
 use crate::rootfs::{Meta, Rootfs, RootfsError};
 use bios::BiosError;
 use esp::{EspError, EspFiles};
@@ -109,23 +111,12 @@ pub enum DiskError {
     Bios(#[from] BiosError),
     #[error("the BIOS boot code read back: {0}")]
     BiosCheck(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
 fn mib(bytes: u64) -> String {
     format!("{} MiB ({bytes} bytes)", bytes.div_ceil(MIB))
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> DiskError + '_ {
-    move |source| DiskError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// The disk's identifiers, derived from the image's identity.
@@ -138,40 +129,17 @@ struct Ids {
 
 impl Ids {
     fn derive(identity: &str, mtime: i64) -> Ids {
-        let hash = |label: &str| -> [u8; 16] {
-            let digest = Sha256::new()
-                .chain_update(b"ferry image disk\0")
-                .chain_update(identity.as_bytes())
-                .chain_update(format!("\0{mtime}\0{label}").as_bytes())
-                .finalize();
-            digest[..16].try_into().expect("16 bytes")
-        };
-        // RFC 9562 version 4 and variant bits: in a GUID's mixed-endian
-        // bytes the version is in byte 7, in a UUID's big-endian ones in
-        // byte 6.
-        let guid = |label| {
-            let mut b = hash(label);
-            b[7] = (b[7] & 0x0f) | 0x40;
-            b[8] = (b[8] & 0x3f) | 0x80;
-            b
-        };
-        let uuid = |label| {
-            let mut b = hash(label);
-            b[6] = (b[6] & 0x0f) | 0x40;
-            b[8] = (b[8] & 0x3f) | 0x80;
-            b
-        };
-        let serial = hash("esp-serial");
+        let seed = Seed::new("disk", identity, mtime);
         Ids {
             guids: gpt::Guids {
-                disk: guid("gpt-disk"),
-                bios_boot: guid("gpt-bios-boot"),
-                esp: guid("gpt-esp"),
-                root: guid("gpt-root"),
+                disk: seed.guid("gpt-disk"),
+                bios_boot: seed.guid("gpt-bios-boot"),
+                esp: seed.guid("gpt-esp"),
+                root: seed.guid("gpt-root"),
             },
-            root_uuid: uuid("ext4-root"),
-            hash_seed: uuid("ext4-hash-seed"),
-            esp_serial: u32::from_le_bytes(serial[..4].try_into().expect("4 bytes")),
+            root_uuid: seed.uuid("ext4-root"),
+            hash_seed: seed.uuid("ext4-hash-seed"),
+            esp_serial: seed.u32("esp-serial"),
         }
     }
 
@@ -304,25 +272,11 @@ fn add_boot_files(
     Ok(())
 }
 
-/// `<out>.partial`, removed unless committed.
-struct Partial {
-    path: PathBuf,
-    committed: bool,
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn read_work_file(path: &Path) -> Result<Vec<u8>, DiskError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(io_err(path))?;
+        .map_err(FileError::io(path))?;
     Ok(bytes)
 }
 
@@ -377,21 +331,11 @@ pub fn write(
     let (bios_offset, bios_len) = gpt::extent(&table, gpt::BIOS_BOOT);
     let (esp_offset, esp_len) = gpt::extent(&table, gpt::ESP);
 
-    let name = out.file_name().unwrap_or_default().to_string_lossy();
-    let mut partial = Partial {
-        path: out.with_file_name(format!("{name}.partial")),
-        committed: false,
-    };
-    let _ = std::fs::remove_file(&partial.path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&partial.path)
-        .map_err(io_err(&partial.path))?;
+    let target = AtomicWrite::new().open(out).map_err(FileError::io(out))?;
+    let (file, partial) = (target.file(), target.temp_path());
     // A hole: mke2fs may take the partition as zeros.
     file.set_len(plan.disk_bytes)
-        .map_err(io_err(&partial.path))?;
+        .map_err(FileError::io(partial))?;
 
     let task = "disk:ext4";
     progress.start(task, "disk: ext4 root", Some(tree.len() as u64));
@@ -405,7 +349,7 @@ pub fn write(
         journal_mib: plan.journal_mib,
         mtime: options.mtime,
     };
-    match ext4::mke2fs(rootfs.stage().root(), &partial.path, work, &params) {
+    match ext4::mke2fs(rootfs.stage().root(), partial, work, &params) {
         // The estimate fell short of what mke2fs allocated (it errs on
         // the large side, so this is rare): ask for a tenth more content.
         Err(Ext4Error::NoSpace { .. }) => {
@@ -417,29 +361,26 @@ pub fn write(
         }
         other => other?,
     }
-    let fixup = ext4::fix_up(&file, root_offset, tree, progress, task)?;
+    let fixup = ext4::fix_up(file, root_offset, tree, progress, task)?;
     progress.finish(task, "written");
 
     let core_lba = bios_offset / gpt::SECTOR;
     let core_img = read_work_file(&core_path)?;
     let core = bios::place_core(&core_img, core_lba, bios_len as usize)?;
     file.write_all_at(&core, bios_offset)
-        .map_err(io_err(&partial.path))?;
+        .map_err(FileError::io(partial))?;
     table
         .set_bootstrap(&bios::boot_code(&boot_img, core_lba)?)
         .map_err(|e| GptError::Write(e.to_string()))?;
-    gpt::write(&file, &table)?;
+    gpt::write(file, &table)?;
     esp::write(
-        &file,
+        file,
         esp_offset,
         esp_len,
         &esp_files,
         ids.esp_serial,
         options.mtime,
     )?;
-    file.sync_all().map_err(io_err(&partial.path))?;
-    drop(file);
-
     let report = DiskReport {
         size: plan.disk_bytes,
         root_size: root_len,
@@ -452,14 +393,8 @@ pub fn write(
         core,
         esp: esp_files,
     };
-    verify(&partial.path, rootfs, &report, progress)?;
-    std::fs::rename(&partial.path, out).map_err(io_err(out))?;
-    partial.committed = true;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-    }
+    verify(partial, rootfs, &report, progress)?;
+    target.commit().map_err(FileError::io(out))?;
     Ok(report)
 }
 
@@ -474,19 +409,19 @@ pub fn verify(
     report: &DiskReport,
     progress: &dyn Progress,
 ) -> Result<(), DiskError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let len = file.metadata().map_err(io_err(path))?.len();
+    let file = File::open(path).map_err(FileError::io(path))?;
+    let len = file.metadata().map_err(FileError::io(path))?.len();
     if len != report.size {
-        return Err(DiskError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(format!("{len} bytes, {} were written", report.size)),
-        });
+        return Err(
+            FileError::verify(path)(format!("{len} bytes, {} were written", report.size)).into(),
+        );
     }
     gpt::check(&file, &report.table)?;
 
     let (bios_offset, _) = gpt::extent(&report.table, gpt::BIOS_BOOT);
     let mut mbr = [0u8; bios::SECTOR];
-    file.read_exact_at(&mut mbr, 0).map_err(io_err(path))?;
+    file.read_exact_at(&mut mbr, 0)
+        .map_err(FileError::io(path))?;
     let core_lba = bios_offset / gpt::SECTOR;
     if bios::kernel_sector(&mbr) != core_lba {
         return Err(DiskError::BiosCheck(format!(
@@ -496,7 +431,7 @@ pub fn verify(
     }
     let mut core = vec![0u8; report.core.len()];
     file.read_exact_at(&mut core, bios_offset)
-        .map_err(io_err(path))?;
+        .map_err(FileError::io(path))?;
     let (start, sectors, _) = bios::blocklist(&core);
     if core != report.core
         || start != core_lba + 1

@@ -260,6 +260,30 @@ struct Decisions {
     in_fragments: Vec<(usize, (u32, u32))>,
 }
 
+impl Decisions {
+    /// Whether file `i`, of (size, sha256) `key`, repeats an earlier file
+    /// of `seen` (then recorded as its duplicate); if not, `seen` learns
+    /// it.
+    fn is_duplicate(
+        &mut self,
+        seen: &mut HashMap<(u64, [u8; 32]), usize>,
+        key: (u64, [u8; 32]),
+        i: usize,
+    ) -> bool {
+        match seen.get(&key) {
+            Some(&original) => {
+                self.duplicates.push((i, original));
+                self.duplicate_count += 1;
+                true
+            }
+            None => {
+                seen.insert(key, i);
+                false
+            }
+        }
+    }
+}
+
 struct Reader<'a> {
     rootfs: &'a Rootfs,
     block_size: usize,
@@ -294,15 +318,11 @@ impl Reader<'_> {
             let may_repeat = same_size[&size] > 1;
             if size < self.block_size as u64 {
                 let bytes = self.read_small(path, size)?;
-                if may_repeat {
-                    let key = (size, Sha256::digest(&bytes).into());
-                    if let Some(&original) = seen.get(&key) {
-                        read.duplicates.push((i, original));
-                        read.duplicate_count += 1;
-                        self.progress.advance(TASK, size);
-                        continue;
-                    }
-                    seen.insert(key, i);
+                if may_repeat
+                    && read.is_duplicate(&mut seen, (size, Sha256::digest(&bytes).into()), i)
+                {
+                    self.progress.advance(TASK, size);
+                    continue;
                 }
                 if fragment.len() + bytes.len() > self.block_size {
                     self.send_fragment(&mut fragment, &mut fragment_index)?;
@@ -313,15 +333,9 @@ impl Reader<'_> {
                 self.progress.advance(TASK, size);
                 continue;
             }
-            if may_repeat {
-                let key = (size, self.hash(path, size)?);
-                if let Some(&original) = seen.get(&key) {
-                    read.duplicates.push((i, original));
-                    read.duplicate_count += 1;
-                    self.progress.advance(TASK, size);
-                    continue;
-                }
-                seen.insert(key, i);
+            if may_repeat && read.is_duplicate(&mut seen, (size, self.hash(path, size)?), i) {
+                self.progress.advance(TASK, size);
+                continue;
             }
             self.send_blocks(i, path, size)?;
         }

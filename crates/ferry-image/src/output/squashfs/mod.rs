@@ -16,8 +16,8 @@
 //!
 //! [`write`] streams every file from the stage through
 //! `options.processors` compressor threads (see [`data`]), writes the
-//! tables ([`tables`]) and renames the image into place only when it is
-//! whole; the output is byte-identical for the same tree, options and
+//! tables ([`tables`]) and gives the image its name only when it is
+//! whole ([`ferry_oci::atomic`]); the output is byte-identical for the same tree, options and
 //! `mkfs_time`, whatever the thread count. [`verify`] reads it back
 //! ([`read`]).
 
@@ -32,6 +32,7 @@ use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use ferry_oci::atomic::AtomicWrite;
 use ferry_oci::progress::Progress;
 
 pub use compress::{GZIP_DEFAULT_LEVEL, ZSTD_DEFAULT_LEVEL};
@@ -166,41 +167,43 @@ impl SquashfsOptions {
 
 /// Writes `rootfs` as a squashfs image to `out` (see the module docs).
 /// The image appears at `out` only once complete; call [`verify`] before
-/// reporting it built.
+/// reporting it built (or use [`write_to`] to read it back before it gets
+/// its name).
 pub fn write(
     rootfs: &Rootfs,
     out: &Path,
     options: &SquashfsOptions,
     progress: &dyn Progress,
 ) -> Result<SquashfsReport, SquashfsError> {
+    let target = AtomicWrite::new().open(out).map_err(SquashfsError::Write)?;
+    let report = write_to(rootfs, target.file(), options, progress)?;
+    target.commit().map_err(SquashfsError::Write)?;
+    Ok(report)
+}
+
+/// Writes `rootfs` as a squashfs image into `file`, from its start.
+pub fn write_to(
+    rootfs: &Rootfs,
+    file: &File,
+    options: &SquashfsOptions,
+    progress: &dyn Progress,
+) -> Result<SquashfsReport, SquashfsError> {
     let mkfs_time = options.check()?;
     let file_bytes = rootfs.tree().file_bytes();
     progress.start(TASK, "squashfs: compressing files", Some(file_bytes));
-    let written = write_image(rootfs, out, options, mkfs_time, progress);
+    let written = write_image(rootfs, file, options, mkfs_time, progress);
     progress.finish(TASK, if written.is_ok() { "written" } else { "failed" });
     written
 }
 
 fn write_image(
     rootfs: &Rootfs,
-    out: &Path,
+    file: &File,
     options: &SquashfsOptions,
     mkfs_time: u32,
     progress: &dyn Progress,
 ) -> Result<SquashfsReport, SquashfsError> {
     let plan = tables::Plan::new(rootfs.tree())?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = out.file_name().unwrap_or_default().to_string_lossy();
-    let partial = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(SquashfsError::Write)?;
-    let file = partial.as_file();
-
     let options_block = options.compression.options_block();
     let mut start = SUPERBLOCK_SIZE as u64;
     if let Some(b) = &options_block {
@@ -240,13 +243,6 @@ fn write_image(
         export_table: tables.export_table,
     };
     write_at(file, 0, &superblock.encode())?;
-    // A tempfile is 0600; the image is as readable as any build output.
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(SquashfsError::Write)?;
-    file.sync_all().map_err(SquashfsError::Write)?;
-    partial
-        .persist(out)
-        .map_err(|e| SquashfsError::Write(e.error))?;
     Ok(SquashfsReport {
         bytes: padded,
         inodes: plan.inode_count(),
