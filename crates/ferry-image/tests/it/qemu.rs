@@ -24,6 +24,7 @@ pub enum Medium {
     Usb(PathBuf),
     /// A virtio disk, raw or another format QEMU reads (`qcow2`, `vmdk`).
     Disk { path: PathBuf, format: &'static str },
+}
 
 /// Boots at most this many VMs at once.
 const PARALLEL: usize = 2;
