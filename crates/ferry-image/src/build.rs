@@ -147,12 +147,14 @@ pub fn build(
     if !valid_name(&request.name) {
         return Err(BuildError::Name(request.name.clone()));
     }
-    let out = &request.out;
+    // Absolute: the image's own tools run with the scratch directory as
+    // their working directory, and every path handed to them must hold.
+    let out = &std::path::absolute(&request.out).map_err(FileError::io(&request.out))?;
     match std::fs::read_dir(out) {
         Ok(mut entries) => {
             if entries.next().is_some() {
                 return Err(BuildError::OutputNotEmpty {
-                    path: out.display().to_string(),
+                    path: request.out.display().to_string(),
                 });
             }
         }
@@ -163,7 +165,7 @@ pub fn build(
     }
     let work = out.join(WORK);
     std::fs::create_dir_all(&work).map_err(FileError::io(&work))?;
-    let result = build_in(base, artifacts, request, &work, progress);
+    let result = build_in(base, artifacts, request, out, &work, progress);
     if !request.keep_work {
         let _ = std::fs::remove_dir_all(&work);
     }
@@ -179,6 +181,7 @@ fn build_in(
     base: &BaseImage,
     artifacts: &dyn ArtifactFiles,
     request: &BuildRequest<'_>,
+    out: &Path,
     work: &Path,
     progress: &dyn Progress,
 ) -> Result<BuildReport, BuildError> {
@@ -200,7 +203,7 @@ fn build_in(
         name: &request.name,
         identity: format!("{}@{}", request.name, base.manifest_digest),
         formats: &request.formats,
-        out: &request.out,
+        out,
         work,
         mtime: request.mtime,
         processors: request.processors,
@@ -250,7 +253,7 @@ fn build_in(
     };
     outputs.sort_by(|a, b| a.path.cmp(&b.path));
     report.outputs = outputs;
-    let manifest = request.out.join("manifest.json");
+    let manifest = out.join("manifest.json");
     let bytes = serde_json::to_vec_pretty(&report).expect("the report serializes");
     ferry_oci::atomic::AtomicWrite::new()
         .mode(0o644)

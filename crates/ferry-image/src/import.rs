@@ -3,8 +3,11 @@
 //! --installroot` + tar) becomes a single-layer OCI image in ferry's store,
 //! ready for `ferry image build`.
 //!
-//! The tar is streamed once: it is parsed as it passes (so a file that is
-//! not a tar, or a truncated one, is refused before anything is tagged),
+//! The tarball may be compressed (gzip, zstd or xz, recognised by their
+//! magic bytes, as mmdebstrap writes `rootfs.tar.zst`); the layer holds the
+//! uncompressed tar. It is streamed once: parsed as it passes (so a file
+//! that is not a tar, or a truncated one, is refused before anything is
+//! tagged),
 //! hashed uncompressed (the config's `diff_id`), compressed and hashed
 //! again (the layer's digest) straight into a store upload. The layer is
 //! kept byte for byte as the tarball has it: owners, modes, devices and
@@ -24,12 +27,8 @@ use crate::source::Platform;
 pub enum ImportError {
     #[error("{tag:?} is not a valid REPOSITORY:TAG for the store")]
     BadTag { tag: String },
-    #[error("{name} is not a valid tar archive: {source}")]
-    NotATar {
-        name: String,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{name} is not a tar archive (plain, or compressed with gzip, zstd or xz){}", reason(error))]
+    NotATar { name: String, error: io::Error },
     #[error("{name} holds no files")]
     Empty { name: String },
     #[error("storing the image in ferry's store: {0}")]
@@ -84,17 +83,21 @@ pub fn import(
             tag: reference.to_string(),
         })?;
     progress.start("import", &format!("import {name}"), None);
+    let mut tar = decompressed(tar).map_err(|error| ImportError::NotATar {
+        name: name.to_string(),
+        error,
+    })?;
     let id = store.start_upload(repository)?;
     let mut upload = store.open_upload(repository, &id)?;
-    let result = stream_layer(tar, &mut upload, compression, progress);
+    let result = stream_layer(&mut tar, &mut upload, compression, progress);
     let (diff_id, tar_bytes, entries, layer_digest, layer_bytes) = match result {
         Ok(done) => done,
         Err(e) => {
             upload.abandon();
             return Err(match e {
-                StreamError::Tar(source) => ImportError::NotATar {
+                StreamError::Tar(error) => ImportError::NotATar {
                     name: name.to_string(),
-                    source,
+                    error,
                 },
                 StreamError::Compress(e) => ImportError::Compress(e),
                 StreamError::Store(e) => ImportError::Store(e),
@@ -301,6 +304,41 @@ impl Write for Compressor<'_> {
             Compressor::Zstd(e) => e.flush(),
             Compressor::Gzip(e) => e.flush(),
         }
+    }
+}
+
+/// `input`, decompressed when its first bytes are the magic number of
+/// gzip (RFC 1952), zstd (RFC 8878) or xz (the .xz file format spec).
+fn decompressed<'a>(input: &'a mut dyn Read) -> io::Result<Box<dyn Read + 'a>> {
+    let mut magic = [0u8; 6];
+    let mut filled = 0;
+    while filled < magic.len() {
+        match input.read(&mut magic[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let head = &magic[..filled];
+    let whole = io::Cursor::new(head.to_vec()).chain(input);
+    Ok(if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(whole))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::new(whole)?)
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+        Box::new(liblzma::read::XzDecoder::new(whole))
+    } else {
+        Box::new(whole)
+    })
+}
+
+/// What the tar reader said, when it is one short line (its messages on a
+/// file that is no tar at all quote the file's bytes).
+fn reason(error: &io::Error) -> String {
+    let text = error.to_string();
+    if text.contains('\n') || text.len() > 120 || text.chars().any(|c| c.is_control()) {
+        String::new()
+    } else {
+        format!(": {text}")
     }
 }
 
