@@ -27,7 +27,10 @@ use crate::source::Platform;
 pub enum ImportError {
     #[error("{tag:?} is not a valid REPOSITORY:TAG for the store")]
     BadTag { tag: String },
-    #[error("{name} is not a tar archive (plain, or compressed with gzip, zstd or xz){}", reason(error))]
+    #[error(
+        "{name} is not a tar archive (plain, or compressed with gzip, zstd or xz){}",
+        reason(error)
+    )]
     NotATar { name: String, error: io::Error },
     #[error("{name} holds no files")]
     Empty { name: String },

@@ -523,9 +523,9 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
     }
     if let Some(e) = as_a::<GrubError>(link) {
         return match e {
-            GrubError::NoMkimage | GrubError::NoPlatform { .. } | GrubError::MissingModules { .. } => {
-                Some(Class::Usage)
-            }
+            GrubError::NoMkimage
+            | GrubError::NoPlatform { .. }
+            | GrubError::MissingModules { .. } => Some(Class::Usage),
             _ => None,
         };
     }

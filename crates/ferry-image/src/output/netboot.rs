@@ -98,7 +98,9 @@ pub fn write(
          \x20 source: {source}\n\
          \x20 cmdline: >-\n\
          \x20   {}\n",
-        live.network_cmdline("{{ files.rootfs }}", cmdline_extra),
+        // live-boot takes a download by its extension: ferry's netboot
+        // serves a file under any name appended to its URL.
+        live.network_cmdline("{{ files.rootfs }}/rootfs.squashfs", cmdline_extra),
     );
     let profile_path = dir.join("netboot.yaml");
     AtomicWrite::new()

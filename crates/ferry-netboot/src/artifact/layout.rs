@@ -95,9 +95,7 @@ pub fn detect(tree: &mut dyn SourceTree) -> Result<Option<Found>, ArtifactError>
             }
             Ok(false)
         };
-        if exact(layout.kernel, tree)?
-            && exact(layout.initrd, tree)?
-            && exact(layout.rootfs, tree)?
+        if exact(layout.kernel, tree)? && exact(layout.initrd, tree)? && exact(layout.rootfs, tree)?
         {
             return found(tree, layout);
         }
@@ -121,14 +119,15 @@ pub fn detect(tree: &mut dyn SourceTree) -> Result<Option<Found>, ArtifactError>
 }
 
 fn found(tree: &mut dyn SourceTree, layout: &Layout) -> Result<Option<Found>, ArtifactError> {
-    let present = |paths: &[&str], tree: &mut dyn SourceTree| -> Result<Option<String>, ArtifactError> {
-        for path in paths {
-            if tree.names_exactly(path)? {
-                return Ok(Some((*path).to_string()));
+    let present =
+        |paths: &[&str], tree: &mut dyn SourceTree| -> Result<Option<String>, ArtifactError> {
+            for path in paths {
+                if tree.names_exactly(path)? {
+                    return Ok(Some((*path).to_string()));
+                }
             }
-        }
-        Ok(None)
-    };
+            Ok(None)
+        };
     Ok(Some(Found {
         name: layout.name,
         kernel: present(layout.kernel, tree)?.expect("checked"),

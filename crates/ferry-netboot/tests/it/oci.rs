@@ -200,12 +200,8 @@ fn titles_that_name_a_layout_exactly_pick_it() {
         ],
         Some("12"),
     );
-    let files = ProfileFiles::resolve(
-        "p",
-        &profile("os/debian-netboot:12", "amd64"),
-        Some(&store),
-    )
-    .unwrap();
+    let files = ProfileFiles::resolve("p", &profile("os/debian-netboot:12", "amd64"), Some(&store))
+        .unwrap();
     assert_eq!(files.layout, Some("plain"));
     assert_eq!(read(&files, "rootfs"), pattern(900, 3));
 }

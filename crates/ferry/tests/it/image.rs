@@ -59,7 +59,9 @@ fn layout(dir: &Path, layers: &[(&str, Vec<u8>)]) {
     for (media, tar) in layers {
         diff_ids.push(Digest::sha256(tar).to_string());
         let d = put(tar);
-        descriptors.push(serde_json::json!({"mediaType": media, "digest": d.to_string(), "size": tar.len()}));
+        descriptors.push(
+            serde_json::json!({"mediaType": media, "digest": d.to_string(), "size": tar.len()}),
+        );
     }
     let config = serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64", "os": "linux",
@@ -129,9 +131,15 @@ fn bad_input_is_a_clear_error_and_leaves_no_output() {
 
     // A tarball that is not one, and a rootfs without a kernel.
     std::fs::write(dir.join("notes.tar"), "not a tar at all\n".repeat(100)).unwrap();
-    let imported = run(ferry()
-        .current_dir(dir)
-        .args(["--state", "state", "image", "import", "notes.tar", "--tag", "os/notes:1"]));
+    let imported = run(ferry().current_dir(dir).args([
+        "--state",
+        "state",
+        "image",
+        "import",
+        "notes.tar",
+        "--tag",
+        "os/notes:1",
+    ]));
     seen.push(said(dir, &imported));
     // Incompressible bytes make the layer the store's largest blob.
     let noise = crate::images::bytes(5, 64 * 1024);
@@ -140,9 +148,15 @@ fn bad_input_is_a_clear_error_and_leaves_no_output() {
         tar_of(&[("etc/os-release", b"ID=tiny\n"), ("etc/noise", &noise)]),
     )
     .unwrap();
-    let imported = run(ferry()
-        .current_dir(dir)
-        .args(["--state", "state", "image", "import", "tiny.tar", "--tag", "os/tiny:1"]));
+    let imported = run(ferry().current_dir(dir).args([
+        "--state",
+        "state",
+        "image",
+        "import",
+        "tiny.tar",
+        "--tag",
+        "os/tiny:1",
+    ]));
     assert!(imported.status.success(), "{}", said(dir, &imported));
     let no_kernel = build(dir, &["os/tiny:1", "--format", "iso"]);
     seen.push(said(dir, &no_kernel));
@@ -176,7 +190,10 @@ fn bad_input_is_a_clear_error_and_leaves_no_output() {
         b.append(&h, &b"evil"[..]).unwrap();
         b.into_inner().unwrap()
     };
-    layout(&dir.join("traversal"), &[(media_type::OCI_LAYER_TAR, traversal)]);
+    layout(
+        &dir.join("traversal"),
+        &[(media_type::OCI_LAYER_TAR, traversal)],
+    );
     seen.push(said(dir, &build(dir, &["oci:traversal:os:1"])));
     let escape = {
         let mut b = tar::Builder::new(Vec::new());
@@ -188,7 +205,8 @@ fn bad_input_is_a_clear_error_and_leaves_no_output() {
         let mut f = tar::Header::new_gnu();
         f.set_size(4);
         f.set_mode(0o644);
-        b.append_data(&mut f, "up/etc/passwd", &b"evil"[..]).unwrap();
+        b.append_data(&mut f, "up/etc/passwd", &b"evil"[..])
+            .unwrap();
         b.into_inner().unwrap()
     };
     layout(&dir.join("escape"), &[(media_type::OCI_LAYER_TAR, escape)]);
@@ -204,7 +222,10 @@ fn bad_input_is_a_clear_error_and_leaves_no_output() {
     std::fs::create_dir_all(dir.join("out")).unwrap();
     std::fs::write(dir.join("out/keep.txt"), "mine").unwrap();
     seen.push(said(dir, &build(dir, &["os/tiny:1"])));
-    assert_eq!(std::fs::read_to_string(dir.join("out/keep.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/keep.txt")).unwrap(),
+        "mine"
+    );
     std::fs::remove_dir_all(dir.join("out")).unwrap();
 
     // A spec with a typo.
@@ -246,14 +267,28 @@ fn a_real_build_reports_its_outputs_and_refuses_a_disk_too_small() {
     .unwrap();
     let small = build(dir, &["-f", "small.yaml", "--format", "raw"]);
     let text = said(dir, &small);
-    assert!(text.starts_with("exit 2: error: disk too small: 200 MiB"), "{text}");
+    assert!(
+        text.starts_with("exit 2: error: disk too small: 200 MiB"),
+        "{text}"
+    );
     assert!(text.contains("the image needs at least"), "{text}");
     assert_no_output(dir);
 
-    std::fs::write(dir.join("image.yaml"), format!("name: debian-report\n{OVERLAY}")).unwrap();
+    std::fs::write(
+        dir.join("image.yaml"),
+        format!("name: debian-report\n{OVERLAY}"),
+    )
+    .unwrap();
     let built = build(
         dir,
-        &["os/debian:12", "-f", "image.yaml", "--format", "squashfs,netboot", "--json"],
+        &[
+            "os/debian:12",
+            "-f",
+            "image.yaml",
+            "--format",
+            "squashfs,netboot",
+            "--json",
+        ],
     );
     assert!(built.status.success(), "{}", said(dir, &built));
     let report: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();

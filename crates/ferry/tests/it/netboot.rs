@@ -453,9 +453,7 @@ fn an_image_built_netboot_set_boots_from_the_registry() {
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
             if l.trim_start().starts_with("boot=live") {
-                format!(
-                    "{l} config_url={{{{ config_url }}}} events_url={{{{ events_url }}}}\n"
-                )
+                format!("{l} config_url={{{{ config_url }}}} events_url={{{{ events_url }}}}\n")
             } else {
                 format!("{l}\n")
             }
@@ -485,7 +483,10 @@ hosts:
         &serve,
         &[("MODES", "proxy"), ("MEM", "1536"), ("TIMEOUT", "420")],
     );
-    assert!(ok, "boot failed:\n{output}\n--- ferry:\n{log}\n--- netboot.yaml:\n{config}");
+    assert!(
+        ok,
+        "boot failed:\n{output}\n--- ferry:\n{log}\n--- netboot.yaml:\n{config}"
+    );
     assert!(
         output.contains("NETBOOT-CONFIG #cloud-config built-by-ferry-image"),
         "{output}"
