@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod certs;
 pub mod cloud_init;
 pub mod files;
+pub mod mirrors;
 pub mod sysprep;
 pub mod systemd;
 
@@ -107,6 +108,9 @@ pub fn apply(
     systemd::apply(&spec.systemd, rootfs, cx, &mut report)?;
     if let Some(seed) = &spec.cloud_init {
         cloud_init::apply(seed, spec.name.as_deref(), rootfs, cx)?;
+    }
+    if let Some(mirrors) = &spec.registry_mirrors {
+        mirrors::apply(mirrors, rootfs, cx, &mut report)?;
     }
     if spec.sysprep.enabled {
         report.sysprep_removed = sysprep::apply(rootfs, cx)?;

@@ -4,12 +4,14 @@
 //! the test overlay unit prints; `disk` tests the raw disk output.
 
 mod build;
+mod customize;
 mod disk;
 mod fixture;
 mod iso;
 mod layers;
 mod qemu;
 mod snapshot;
+mod spec;
 mod squashfs;
 mod util;
 mod vdisk;
