@@ -16,6 +16,11 @@
 #          mksquashfs's default and ferry's), block size and processor count.
 #          Targets (issue 9): write <= 1.0x mksquashfs's time, size within 1%.
 #          The rootfs is $ROOTFS_TAR (default: scripts/test-os.sh's tarball).
+#   build  the whole `ferry image build` (every format: squashfs, netboot set,
+#          ISO, raw, qcow2, OVA) from a rootfs tarball imported into a fresh
+#          state, for each tarball in $BUILD_TARS (default: the test OS, and
+#          $ROOTFS_TAR if it is another one): wall time and peak RSS, to show
+#          the memory is flat in the rootfs size (target: <= 256 MiB).
 #   vdisk  raw GPT disk -> qcow2 (ferry vs `qemu-img convert -O qcow2`) and
 #          -> stream-optimized VMDK (ferry vs `qemu-img convert -O vmdk -o
 #          subformat=streamOptimized`): time, size, and each output checked
@@ -169,8 +174,52 @@ section_vdisk() {
     [ -n "${RAW:-}" ] || rm -f "$raw"
 }
 
+section_build() {
+    log "build: the ferry binary (release)"
+    (cd "$ROOT" && cargo build --release --locked -p ferry)
+    local ferry=${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry
+    local work=$OUT/build tars=()
+    mkdir -p "$work"
+    if [ -n "${BUILD_TARS:-}" ]; then
+        read -r -a tars <<<"$BUILD_TARS"
+    else
+        tars=("$("$ROOT/scripts/test-os.sh")")
+        [ -n "${ROOTFS_TAR:-}" ] && [ "$ROOTFS_TAR" != "${tars[0]}" ] && tars+=("$ROOTFS_TAR")
+    fi
+    printf 'name: bench\nbase: os/bench:1\nformats: [squashfs, netboot, iso, raw, qcow2, ova]\n' >"$work/image.yaml"
+    local r tar i=0
+    for tar in "${tars[@]}"; do
+        i=$((i + 1))
+        local size_mb
+        size_mb=$(( $(stat -c %s "$tar") / 1000000 ))
+        for r in $(seq 1 "$ROUNDS"); do
+            rm -rf "$work/state" "$work/out"
+            "$ferry" -q --state "$work/state" image import "$tar" --tag os/bench:1
+            log "build: rootfs $i ($size_mb MB tar), round $r"
+            echo "== build rootfs $i round $r" >>"$OUT/commands.log"
+            timed "build-$i-${size_mb}MB" "$r" "$work/out/bench.ova" \
+                env SOURCE_DATE_EPOCH=1700000000 "$ferry" --state "$work/state" image build -f "$work/image.yaml" -o "$work/out" --json
+        done
+    done
+    rm -rf "$work/state" "$work/out"
+    python3 - "$RAW_TSV" >"$OUT/summary-build.md" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    what, _, secs, rss, nbytes = line.split("\t")
+    if what.startswith("build-"):
+        rows.setdefault(what, []).append((float(secs), int(rss)))
+print("| whole build, every format | wall time, median [min-max] | peak RSS, max of rounds | target |")
+print("| --- | --- | --- | --- |")
+for what, r in rows.items():
+    s = [x[0] for x in r]
+    print(f"| rootfs {what.split('-', 2)[2]} tar | {statistics.median(s):.1f} s [{min(s):.1f}-{max(s):.1f}] | {max(x[1] for x in r)/1024:.0f} MiB | <= 256 MiB, flat |")
+PY
+    cat "$OUT/summary-build.md"
+}
+
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(squashfs vdisk)
+[ ${#sections[@]} -gt 0 ] || sections=(squashfs vdisk build)
 for section in "${sections[@]}"; do
     "section_$section"
 done

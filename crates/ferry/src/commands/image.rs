@@ -157,7 +157,7 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
     .map_err(UserError::from_error)?;
     if args.json {
         print_json(&report)?;
-    } else {
+    } else if !global.quiet {
         println!(
             "imported {} ({}): {} entries, {} tar, {} layer",
             report.reference,
