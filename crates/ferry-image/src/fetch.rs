@@ -13,7 +13,38 @@ use ferry_bundle::spec::{HostSpec, PlatformFilter, Spec};
 use ferry_oci::Digest;
 use ferry_oci::progress::Progress;
 
-use crate::source::Platform;
+use crate::source::{Platform, SourceError};
+
+/// Why a base could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The image is not for the platform being built (told as an image
+    /// build tells it, not as a bundle spec entry would).
+    #[error(transparent)]
+    Platform(SourceError),
+    #[error(transparent)]
+    Create(#[from] CreateError),
+}
+
+impl FetchError {
+    fn of(reference: &str, error: CreateError) -> FetchError {
+        use ferry_bundle::sources::SourceError as S;
+        match &error {
+            CreateError::Source { source, .. } if matches!(**source, S::Platform { .. }) => {
+                let S::Platform { message, .. } = &**source else {
+                    unreachable!("matched above")
+                };
+                // The resolver's advice (`platforms: [all]` on a bundle
+                // entry) does not apply to an image build: left out.
+                FetchError::Platform(SourceError::PlatformMismatch {
+                    reference: reference.to_string(),
+                    message: message.split("; set").next().unwrap_or(message).to_string(),
+                })
+            }
+            _ => FetchError::Create(error),
+        }
+    }
+}
 
 /// Fetches `reference` (for `platform`) into `cache`; returns the digest of
 /// its root manifest or filtered index, now in the cache.
@@ -24,7 +55,7 @@ pub async fn fetch(
     spec_dir: &Path,
     cache: &ContentCache,
     progress: &dyn Progress,
-) -> Result<Digest, CreateError> {
+) -> Result<Digest, FetchError> {
     let filter: PlatformFilter = platform
         .to_string()
         .parse()
@@ -41,9 +72,13 @@ pub async fn fetch(
         }],
         ..Spec::default()
     };
-    let resolution =
-        create::resolve(&spec, spec_dir, &CreateOptions::default(), cache, progress).await?;
-    resolution.fetch(4, progress).await?;
+    let resolution = create::resolve(&spec, spec_dir, &CreateOptions::default(), cache, progress)
+        .await
+        .map_err(|e| FetchError::of(reference, e))?;
+    resolution
+        .fetch(4, progress)
+        .await
+        .map_err(|e| FetchError::of(reference, e))?;
     let entry = resolution
         .entries
         .first()

@@ -51,6 +51,9 @@ pub enum SourceError {
         found: String,
         wanted: String,
     },
+    /// From a fetched source: what the resolver said of its platforms.
+    #[error("{reference} {message}")]
+    PlatformMismatch { reference: String, message: String },
     #[error("{reference} has no image for {wanted} (it has {available})")]
     NoPlatform {
         reference: String,

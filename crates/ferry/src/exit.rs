@@ -483,6 +483,12 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
     };
     use ferry_image::rootfs::layer::LayerError;
     use ferry_image::source::SourceError;
+    if let Some(e) = as_a::<ferry_image::fetch::FetchError>(link) {
+        return match e {
+            ferry_image::fetch::FetchError::Platform(e) => image_class(e),
+            ferry_image::fetch::FetchError::Create(e) => class_of(e),
+        };
+    }
     if let Some(e) = as_a::<BuildError>(link) {
         return match e {
             BuildError::OutputNotEmpty { .. } | BuildError::Name(_) => Some(Class::Usage),

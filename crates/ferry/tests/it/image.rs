@@ -44,9 +44,14 @@ fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-/// An OCI layout at `dir` with one image `os:1` of `layers` (media type,
-/// uncompressed tar).
+/// An OCI layout at `dir` with one linux/amd64 image `os:1` of `layers`
+/// (media type, uncompressed tar).
 fn layout(dir: &Path, layers: &[(&str, Vec<u8>)]) {
+    layout_for(dir, "amd64", layers)
+}
+
+/// [`layout`] for an image of `architecture`.
+fn layout_for(dir: &Path, architecture: &str, layers: &[(&str, Vec<u8>)]) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {
@@ -64,7 +69,7 @@ fn layout(dir: &Path, layers: &[(&str, Vec<u8>)]) {
         );
     }
     let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64", "os": "linux",
+        "architecture": architecture, "os": "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }))
     .unwrap();
@@ -318,4 +323,127 @@ fn a_real_build_reports_its_outputs_and_refuses_a_disk_too_small() {
         let sha = Digest::sha256(&std::fs::read(&path).unwrap());
         assert_eq!(o["sha256"], sha.to_string(), "{}", path.display());
     }
+}
+
+/// Every kind of base source is read, layers and all: a small image without
+/// a kernel, from ferry's store, a registry (`ferry serve`, plain HTTP by
+/// the spec's `hosts:`), a bundle file read in place, an OCI archive and an
+/// OCI layout, each build stopping where the kernel is looked for. An image
+/// of another architecture is refused by name.
+#[test]
+fn every_base_source_is_read_to_its_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let noise = crate::images::bytes(6, 32 * 1024);
+    std::fs::write(
+        dir.join("tiny.tar"),
+        tar_of(&[("etc/os-release", b"ID=tiny\n"), ("etc/noise", &noise)]),
+    )
+    .unwrap();
+    let imported = run(ferry().current_dir(dir).args([
+        "--state",
+        "served",
+        "image",
+        "import",
+        "tiny.tar",
+        "--tag",
+        "os/tiny:1",
+    ]));
+    assert!(imported.status.success(), "{}", said(dir, &imported));
+    let server = crate::Server::start(&dir.join("served"), &[]);
+    let registry_ref = format!("{}/os/tiny:1", server.addr);
+    let hosts = format!("hosts:\n  \"{}\":\n    plain_http: true\n", server.addr);
+    std::fs::write(
+        dir.join("from-registry.yaml"),
+        format!("base: {registry_ref}\n{hosts}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("bundle.yaml"),
+        format!("{hosts}images:\n  - {registry_ref}\n"),
+    )
+    .unwrap();
+    let bundled = run(ferry().current_dir(dir).args([
+        "--state",
+        "state",
+        "bundle",
+        "create",
+        "-f",
+        "bundle.yaml",
+        "-o",
+        "site.ferry",
+    ]));
+    assert!(bundled.status.success(), "{}", said(dir, &bundled));
+    let copied = run(std::process::Command::new("skopeo")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .current_dir(dir)
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{registry_ref}"))
+        .args(["oci-archive:tiny-archive.tar:os:1"]));
+    assert!(copied.status.success(), "{}", said(dir, &copied));
+    layout(
+        &dir.join("layout"),
+        &[(
+            media_type::OCI_LAYER_TAR,
+            tar_of(&[("etc/os-release", b"ID=tiny\n")]),
+        )],
+    );
+    let no_kernel = "no kernel found in the image";
+    for args in [
+        vec!["--state", "served", "image", "build", "os/tiny:1"],
+        vec![
+            "--state",
+            "state",
+            "image",
+            "build",
+            "-f",
+            "from-registry.yaml",
+        ],
+        vec![
+            "--state",
+            "state",
+            "image",
+            "build",
+            &format!("bundle:site.ferry:{registry_ref}"),
+        ],
+        vec![
+            "--state",
+            "state",
+            "image",
+            "build",
+            "oci-archive:tiny-archive.tar:os:1",
+        ],
+        vec!["--state", "state", "image", "build", "oci:layout:os:1"],
+    ] {
+        let out = run(ferry().current_dir(dir).args(&args).args(["-o", "out"]));
+        let text = said(dir, &out);
+        assert!(
+            text.starts_with(&format!("exit 2: error: {no_kernel}")),
+            "{args:?}: {text}"
+        );
+        assert_no_output(dir);
+    }
+    drop(server);
+
+    // An image of another architecture.
+    layout_for(
+        &dir.join("arm"),
+        "arm64",
+        &[(media_type::OCI_LAYER_TAR, tar_of(&[]))],
+    );
+    let out = run(ferry().current_dir(dir).args([
+        "--state",
+        "state",
+        "image",
+        "build",
+        "oci:arm:os:1",
+        "-o",
+        "out",
+    ]));
+    let text = said(dir, &out);
+    assert!(
+        text.contains("oci:arm:os:1 is a single-platform image for linux/arm64, not linux/amd64"),
+        "{text}"
+    );
+    assert!(text.starts_with("exit 2"), "{text}");
 }
