@@ -35,6 +35,8 @@ pub const OS_IMAGE_ARTIFACT_TYPE: &str = "application/vnd.ferry.os-image.v1";
 /// Artifact type of a set of Kubernetes manifests.
 pub const MANIFESTS_ARTIFACT_TYPE: &str = "application/vnd.ferry.manifests.v1";
 
+/// A spec file (`ferry.yaml`, and `image.yaml` of ferry-image) that
+/// cannot be read or parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("cannot read the spec file {path}: {source}")]
@@ -44,6 +46,28 @@ pub enum SpecError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+}
+
+/// The text of spec file `path`.
+pub fn read_spec(path: &Path) -> Result<String, SpecError> {
+    std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses the YAML spec `text` into `T`; `path` names the file in errors.
+pub fn from_yaml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, SpecError> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        // The message starts "error: line N column M: ...", and its
+        // snippet calls the file `<input>`: name it.
+        let message = e.to_string();
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        SpecError::Parse {
+            path: path.to_path_buf(),
+            message: message.replace("<input>", &path.display().to_string()),
+        }
+    })
 }
 
 /// The whole spec file.
@@ -653,25 +677,12 @@ impl Spec {
 
     /// Reads and parses `path`.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Spec::parse(&text, path)
+        Spec::parse(&read_spec(path)?, path)
     }
 
     /// Parses `text`; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Spec, SpecError> {
-        let spec: Spec = serde_saphyr::from_str(text).map_err(|e| {
-            // The message starts "error: line N column M: ...", and its
-            // snippet calls the file `<input>`: name it.
-            let message = e.to_string();
-            let message = message.strip_prefix("error: ").unwrap_or(&message);
-            SpecError::Parse {
-                path: path.to_path_buf(),
-                message: message.replace("<input>", &path.display().to_string()),
-            }
-        })?;
+        let spec: Spec = from_yaml(text, path)?;
         if spec.is_empty() {
             return Err(SpecError::Parse {
                 path: path.to_path_buf(),

@@ -60,4 +60,7 @@ pub enum Command {
     Netboot(crate::commands::netboot::NetbootCommand),
     /// Provisioning state of each network-booted host.
     Hosts(crate::commands::hosts::HostsArgs),
+    /// Build OS images offline from an OCI image.
+    #[command(subcommand)]
+    Image(crate::commands::image::ImageCommand),
 }

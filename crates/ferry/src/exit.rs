@@ -226,6 +226,15 @@ const OTHER: Remedies = Remedies {
     damaged: BUNDLE_DAMAGED,
 };
 
+/// `image build`: the base image comes from ferry's store, a bundle, a
+/// registry or a layout; `--creds`-style flags do not exist, `hosts:` does.
+const IMAGE: Remedies = Remedies {
+    credentials: "give credentials for HOST with `username` and `password_env` under `hosts:` in image.yaml, or `podman login HOST`; if you did, check them",
+    trust: "trust the registry's CA with `ca_file` under `hosts:` in image.yaml, or set `insecure: true` there",
+    plain_http: "this registry speaks plain HTTP: set `plain_http: true` for HOST under `hosts:` in image.yaml",
+    damaged: "the base image is corrupt or unsafe to unpack: bring it in again from a source you trust (`ferry bundle import --repair`, `ferry image import`, or its registry); `ferry registry fsck --repair` finds damage in ferry's store",
+};
+
 const BUNDLE_DAMAGED: &str = "copy the bundle again (all of its parts, if it is split) and compare its size or sha256sum with the original";
 
 /// How to show the failure of the command the user ran.
@@ -249,6 +258,7 @@ impl Reporting {
             ["bundle", "create"] => &CREATE,
             ["bundle", "push"] => &PUSH,
             ["copy"] => &COPY,
+            ["image", ..] => &IMAGE,
             _ => &OTHER,
         };
         Reporting { json, remedies }
@@ -453,6 +463,135 @@ fn class_of(link: &(dyn Error + 'static)) -> Option<Class> {
     if let Some(e) = as_a::<reqwest::Error>(link) {
         return e.is_connect().then_some(Class::Unreachable);
     }
+    image_class(link)
+}
+
+/// `ferry image build|import`: a base image that is corrupt or hostile is
+/// damaged input (1); one that lacks what a format needs, a spec that asks
+/// the impossible, or a full output directory is the user's to fix (2).
+///
+/// Many image errors wrap others with `#[error(transparent)]`, which hides
+/// the inner error from the source chain; they are opened here by hand.
+fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
+    use ferry_image::assemble::AssembleError;
+    use ferry_image::boot::{grub::GrubError, kernel::KernelError, live::NoLiveInitramfs};
+    use ferry_image::build::BuildError;
+    use ferry_image::customize::CustomizeError;
+    use ferry_image::output::{
+        OutputError, disk::DiskError, iso::IsoError, netboot::NetbootError, ova::OvaError,
+        squashfs::SquashfsError,
+    };
+    use ferry_image::rootfs::layer::LayerError;
+    use ferry_image::source::SourceError;
+    if let Some(e) = as_a::<ferry_image::fetch::FetchError>(link) {
+        return match e {
+            ferry_image::fetch::FetchError::Platform(e) => image_class(e),
+            ferry_image::fetch::FetchError::Create(e) => class_of(e),
+        };
+    }
+    if let Some(e) = as_a::<BuildError>(link) {
+        return match e {
+            BuildError::OutputNotEmpty { .. } | BuildError::Name(_) => Some(Class::Usage),
+            BuildError::Kernel(_) => Some(Class::Usage),
+            BuildError::Assemble(e) => image_class(e),
+            BuildError::Output(e) => image_class(e),
+            _ => None,
+        };
+    }
+    if let Some(e) = as_a::<AssembleError>(link) {
+        return match e {
+            AssembleError::Source(e) => image_class(e),
+            AssembleError::Layer(e) => image_class(e),
+            AssembleError::Customize(e) => image_class(e),
+            AssembleError::Rootfs(_) => Some(Class::Damaged),
+        };
+    }
+    if let Some(e) = as_a::<SourceError>(link) {
+        return match e {
+            SourceError::Io { .. } => None,
+            SourceError::Digest { .. }
+            | SourceError::MissingBlob { .. }
+            | SourceError::Invalid { .. } => Some(Class::Damaged),
+            _ => Some(Class::Usage),
+        };
+    }
+    if let Some(e) = as_a::<LayerError>(link) {
+        return match e {
+            LayerError::Read { .. } => None,
+            LayerError::Path { .. } | LayerError::Unsupported { .. } => Some(Class::Damaged),
+        };
+    }
+    if let Some(e) = as_a::<CustomizeError>(link) {
+        return match e {
+            CustomizeError::Read { .. } => None,
+            _ => Some(Class::Usage),
+        };
+    }
+    if let Some(e) = as_a::<GrubError>(link) {
+        return match e {
+            GrubError::NoMkimage
+            | GrubError::NoPlatform { .. }
+            | GrubError::MissingModules { .. } => Some(Class::Usage),
+            _ => None,
+        };
+    }
+    if as_a::<KernelError>(link).is_some()
+        || as_a::<NoLiveInitramfs>(link).is_some()
+        || as_a::<ferry_image::spec::SpecError>(link).is_some()
+    {
+        return Some(Class::Usage);
+    }
+    if let Some(e) = as_a::<OutputError>(link) {
+        return match e {
+            OutputError::Spec { .. } => Some(Class::Usage),
+            OutputError::Squashfs(e) => image_class(e),
+            OutputError::Netboot(e) => image_class(e),
+            OutputError::Iso(e) => image_class(e),
+            OutputError::Disk(e) => image_class(e),
+            OutputError::Ova(e) => image_class(e),
+            _ => None,
+        };
+    }
+    if let Some(e) = as_a::<DiskError>(link) {
+        return match e {
+            DiskError::TooSmall { .. } => Some(Class::Usage),
+            DiskError::Grub(e) => image_class(e),
+            _ => None,
+        };
+    }
+    if let Some(e) = as_a::<IsoError>(link) {
+        return match e {
+            IsoError::Label { .. } | IsoError::Live(_) => Some(Class::Usage),
+            IsoError::Grub(e) => image_class(e),
+            _ => None,
+        };
+    }
+    if let Some(e) = as_a::<SquashfsError>(link) {
+        return match e {
+            SquashfsError::BlockSize(_)
+            | SquashfsError::Level(_)
+            | SquashfsError::MkfsTime(_)
+            | SquashfsError::NameTooLong { .. }
+            | SquashfsError::TooManyIds => Some(Class::Usage),
+            _ => None,
+        };
+    }
+    if let Some(OvaError::Name { .. } | OvaError::Ovf(_)) = as_a::<OvaError>(link) {
+        return Some(Class::Usage);
+    }
+    if let Some(e) = as_a::<NetbootError>(link) {
+        return match e {
+            NetbootError::Push { .. } | NetbootError::Live(_) => Some(Class::Usage),
+            _ => None,
+        };
+    }
+    if let Some(e) = as_a::<ferry_image::import::ImportError>(link) {
+        use ferry_image::import::ImportError as I;
+        return match e {
+            I::BadTag { .. } | I::NotATar { .. } | I::Empty { .. } => Some(Class::Usage),
+            _ => None,
+        };
+    }
     None
 }
 
@@ -518,9 +657,7 @@ fn bundle_class(error: &ferry_bundle::BundleError) -> Option<Class> {
     match error {
         // Cannot open the file: the I/O error says whose fault.
         B::Container(ContainerError::Open { source, .. }) => io_class(source),
-        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => {
-            Some(Class::Usage)
-        }
+        B::NotABundle { .. } | B::Container(ContainerError::Directory { .. }) => Some(Class::Usage),
         B::Container(_)
         | B::Tar { .. }
         | B::UnsafeMember { .. }

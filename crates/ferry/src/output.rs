@@ -16,7 +16,7 @@ pub fn init_logging(global: &GlobalArgs) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("warn,ferry={level},ferry_store={level},ferry_registry={level},ferry_client={level},ferry_bundle={level},ferry_netboot={level}"))
+        EnvFilter::new(format!("warn,ferry={level},ferry_store={level},ferry_registry={level},ferry_client={level},ferry_bundle={level},ferry_netboot={level},ferry_image={level}"))
     });
     use std::io::IsTerminal;
     tracing_subscriber::fmt()

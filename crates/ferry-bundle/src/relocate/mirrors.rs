@@ -36,8 +36,9 @@ use crate::push::Target;
 pub(crate) const CONTAINERD_CA: &str = "ca.crt";
 /// Where the CA is written in the site directory, for k3s / RKE2: copied
 /// beside `registries.yaml`, which needs its absolute path on the node.
-pub(crate) const K3S_CA: &str = "ferry-registry-ca.crt";
-const K3S_CA_ON_NODE: &str = "/etc/rancher/k3s/ferry-registry-ca.crt";
+pub const K3S_CA: &str = "ferry-registry-ca.crt";
+/// Where `registries.yaml` expects that CA on a node.
+pub const K3S_CA_ON_NODE: &str = "/etc/rancher/k3s/ferry-registry-ca.crt";
 
 /// How nodes reach the target.
 pub struct Access {
@@ -64,10 +65,37 @@ pub(crate) fn mirror_files(
     access: &Access,
     spec: &serde_json::Value,
 ) -> MirrorFiles {
+    rules_for(catalog, &catalog.upstreams(), target, access, spec)
+}
+
+/// The mirror files for `upstreams` when no bundle says what is where:
+/// every repository of each upstream sits at `PREFIX/<its path>` on the
+/// target (`ferry image build`'s `registry_mirrors`). Paths are relative
+/// to a site directory, as [`mirror_files`] gives them.
+pub fn prefix_mirror_files(
+    upstreams: &BTreeSet<String>,
+    target: &Target,
+    access: &Access,
+    spec: &serde_json::Value,
+) -> Vec<(String, Vec<u8>)> {
+    let catalog = Catalog {
+        registry: target.registry.clone(),
+        placed: Vec::new(),
+    };
+    let upstreams: BTreeSet<&str> = upstreams.iter().map(String::as_str).collect();
+    rules_for(&catalog, &upstreams, target, access, spec).files
+}
+
+fn rules_for(
+    catalog: &Catalog,
+    upstreams: &BTreeSet<&str>,
+    target: &Target,
+    access: &Access,
+    spec: &serde_json::Value,
+) -> MirrorFiles {
     let mut files = Vec::new();
     let mut warnings = Vec::new();
-    let upstreams = catalog.upstreams();
-    for upstream in &upstreams {
+    for upstream in upstreams {
         let images: Vec<&Placed> = catalog.images_from(upstream).collect();
         let dir = format!("containerd/certs.d/{upstream}");
         let (toml, unreachable) = hosts_toml(upstream, &images, target, access, spec);
@@ -97,7 +125,7 @@ pub(crate) fn mirror_files(
         }
     }
     if !upstreams.is_empty() {
-        let (yaml, ambiguous) = registries_yaml(catalog, &upstreams, target, access);
+        let (yaml, ambiguous) = registries_yaml(catalog, upstreams, target, access);
         for (name, places) in ambiguous {
             warnings.push(Warning::general(format!(
                 "{name} is pushed to {}: a k3s rewrite sends a repository to one place, so registries.yaml sends it to {}; pull the others by their relocated name",

@@ -30,7 +30,7 @@ use std::path::{Component, Path, PathBuf};
 use ferry_oci::media_type;
 use serde::Serialize;
 
-pub use mirrors::Access;
+pub use mirrors::{Access, K3S_CA, K3S_CA_ON_NODE, prefix_mirror_files};
 
 use crate::format::EntryKind;
 use crate::graph;

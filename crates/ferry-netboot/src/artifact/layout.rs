@@ -81,8 +81,25 @@ pub struct Found {
     pub rootfs: Option<String>,
 }
 
-/// The first layout whose kernel and initrd exist in `tree`.
+/// The first layout whose kernel and initrd exist in `tree`, preferring
+/// one whose every file the tree names exactly (an OCI artifact titled
+/// `vmlinuz`, `initrd.img`, `rootfs.squashfs` is the plain layout, though
+/// its titles also answer debian-live's `live/vmlinuz` loosely).
 pub fn detect(tree: &mut dyn SourceTree) -> Result<Option<Found>, ArtifactError> {
+    for layout in LAYOUTS {
+        let exact = |paths: &[&str], tree: &mut dyn SourceTree| -> Result<bool, ArtifactError> {
+            for path in paths {
+                if tree.names_exactly(path)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        if exact(layout.kernel, tree)? && exact(layout.initrd, tree)? && exact(layout.rootfs, tree)?
+        {
+            return found(tree, layout);
+        }
+    }
     for layout in LAYOUTS {
         let Some(kernel) = first_present(tree, layout.kernel)? else {
             continue;
@@ -99,6 +116,24 @@ pub fn detect(tree: &mut dyn SourceTree) -> Result<Option<Found>, ArtifactError>
         }));
     }
     Ok(None)
+}
+
+fn found(tree: &mut dyn SourceTree, layout: &Layout) -> Result<Option<Found>, ArtifactError> {
+    let present =
+        |paths: &[&str], tree: &mut dyn SourceTree| -> Result<Option<String>, ArtifactError> {
+            for path in paths {
+                if tree.names_exactly(path)? {
+                    return Ok(Some((*path).to_string()));
+                }
+            }
+            Ok(None)
+        };
+    Ok(Some(Found {
+        name: layout.name,
+        kernel: present(layout.kernel, tree)?.expect("checked"),
+        initrd: present(layout.initrd, tree)?.expect("checked"),
+        rootfs: present(layout.rootfs, tree)?,
+    }))
 }
 
 fn first_present(

@@ -42,6 +42,13 @@ pub trait SourceTree {
     /// The file at `path` (relative, `/`-separated), if it exists and is
     /// a regular file.
     fn lookup(&mut self, path: &str) -> Result<Option<ServedFile>, ArtifactError>;
+    /// Whether `path` names a file exactly, not only through a looser
+    /// match `lookup` allows (an OCI artifact's bare `vmlinuz` title
+    /// answers `lookup("live/vmlinuz")`). Layout detection prefers exact
+    /// names, so a set titled for one layout is not taken for another.
+    fn names_exactly(&mut self, path: &str) -> Result<bool, ArtifactError> {
+        Ok(self.lookup(path)?.is_some())
+    }
     /// For messages: "ISO /srv/kairos.iso".
     fn describe(&self) -> String;
 }

@@ -88,19 +88,23 @@ impl OciTree {
         })
     }
 
+    /// The layer titled exactly `path`.
+    fn find_exact(&self, path: &str) -> Option<&Descriptor> {
+        let clean = components(path)?.join("/");
+        self.layers
+            .iter()
+            .find(|(t, _)| title_of(t) == clean)
+            .map(|(_, d)| d)
+    }
+
     /// The layer titled `path`; else the only layer whose title has the
     /// same last component (titles are often bare file names while layouts
     /// name `boot/kernel`).
     fn find(&self, path: &str) -> Option<&Descriptor> {
-        let clean = components(path)?.join("/");
-        let title_of = |t: &str| {
-            t.trim_start_matches("./")
-                .trim_start_matches('/')
-                .to_string()
-        };
-        if let Some((_, d)) = self.layers.iter().find(|(t, _)| title_of(t) == clean) {
+        if let Some(d) = self.find_exact(path) {
             return Some(d);
         }
+        let clean = components(path)?.join("/");
         let base = clean.rsplit('/').next()?;
         let mut same_base = self
             .layers
@@ -113,7 +117,19 @@ impl OciTree {
     }
 }
 
+/// A title as a path: without a leading `./` or `/`.
+fn title_of(title: &str) -> String {
+    title
+        .trim_start_matches("./")
+        .trim_start_matches('/')
+        .to_string()
+}
+
 impl SourceTree for OciTree {
+    fn names_exactly(&mut self, path: &str) -> Result<bool, ArtifactError> {
+        Ok(self.find_exact(path).is_some())
+    }
+
     fn lookup(&mut self, path: &str) -> Result<Option<ServedFile>, ArtifactError> {
         let Some(layer) = self.find(path).cloned() else {
             return Ok(None);

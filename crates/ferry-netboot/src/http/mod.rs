@@ -5,6 +5,7 @@
 //! | `GET /boot.ipxe` | entry script: chains to the machine's own script |
 //! | `GET /boot/{mac}.ipxe` | the machine's script: install, local disk, or why not |
 //! | `GET/HEAD /h/{token}/files/{name}` | the host's kernel, initrds, rootfs... (Range, ETag) |
+//! | `GET/HEAD /h/{token}/files/{name}/{file name}` | the same file under a name of the caller's choice: initramfs tools that judge a download by its extension (live-boot's `fetch=` wants `.squashfs`) get one |
 //! | `GET /h/{token}/config` | the host's user-data, rendered; marks it `installing` |
 //! | `POST /h/{token}/events` | `{"state":"installing|ready|failed","message":".."}` |
 //! | `GET/HEAD /ipxe/{file}` | the configured iPXE binaries, for UEFI HTTP boot |
@@ -45,6 +46,7 @@ pub fn router(netboot: Arc<Netboot>) -> Router {
         .route("/boot.ipxe", get(entry_script))
         .route("/boot/{script}", get(host_script))
         .route("/h/{token}/files/{name}", get(host_file))
+        .route("/h/{token}/files/{name}/{as_name}", get(host_file_named))
         .route("/h/{token}/config", get(host_config))
         .route("/h/{token}/events", post(host_event))
         .route("/ipxe/{file}", get(ipxe_binary))
@@ -314,6 +316,20 @@ async fn host_by_token(
         }
         Err(e) => Err(internal(e)),
     }
+}
+
+/// [`host_file`], whatever name the URL ends with.
+async fn host_file_named(
+    state: Shared,
+    Path((token, name, as_name)): Path<(String, String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    peer: Peer,
+) -> Response {
+    if !is_file_name(&as_name) {
+        return not_found();
+    }
+    host_file(state, Path((token, name)), method, headers, peer).await
 }
 
 async fn host_file(

@@ -169,6 +169,25 @@ async fn head_ranges_and_validators() {
     let r = request(&nb, Method::GET, &url, &[("range", "bytes=0-1,5-9")], b"").await;
     assert_eq!((r.status.as_u16(), r.body.len()), (200, 1_000_000));
 
+    // The same file under a name the caller picks (live-boot's fetch=
+    // judges a download by its extension); a name that could climb is not.
+    let named = request(
+        &nb,
+        Method::GET,
+        &format!("{url}/filesystem.squashfs"),
+        &[("range", "bytes=-10")],
+        b"",
+    )
+    .await;
+    assert_eq!(named.status, 206);
+    assert_eq!(named.body, &data[999_990..]);
+    assert_eq!(
+        request(&nb, Method::GET, &format!("{url}/..%2fconfig"), &[], b"")
+            .await
+            .status,
+        404
+    );
+
     let r = request(&nb, Method::GET, &url, &[("if-none-match", &etag)], b"").await;
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());

@@ -182,6 +182,30 @@ fn artifact_files_by_title_and_index_by_architecture() {
 
 /// A profile whose artifact is not in the registry yet waits instead of
 /// failing, and is ready as soon as the artifact is pushed.
+/// Titles that name one layout exactly win over a layout they only match
+/// by last component: `ferry image build --push` titles its set
+/// `vmlinuz`, `initrd.img`, `rootfs.squashfs` (the plain layout), which
+/// debian-live's `live/vmlinuz` would also take loosely, without a rootfs.
+#[test]
+fn titles_that_name_a_layout_exactly_pick_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Limits::default()).unwrap();
+    push_artifact(
+        &store,
+        "os/debian-netboot",
+        &[
+            ("vmlinuz", pattern(500, 1)),
+            ("initrd.img", pattern(300, 2)),
+            ("rootfs.squashfs", pattern(900, 3)),
+        ],
+        Some("12"),
+    );
+    let files = ProfileFiles::resolve("p", &profile("os/debian-netboot:12", "amd64"), Some(&store))
+        .unwrap();
+    assert_eq!(files.layout, Some("plain"));
+    assert_eq!(read(&files, "rootfs"), pattern(900, 3));
+}
+
 #[test]
 fn a_profile_waits_for_its_artifact() {
     use ferry_netboot::artifact::ArtifactStore;

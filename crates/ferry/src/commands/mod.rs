@@ -4,6 +4,7 @@ pub mod bundle;
 pub mod bundle_create;
 pub mod copy;
 pub mod hosts;
+pub mod image;
 pub mod netboot;
 pub mod registry;
 pub mod serve;
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Registry(cmd) => registry::run(&cli.global, cmd).await,
         Command::Netboot(cmd) => netboot::run(&cli.global, cmd).await,
         Command::Hosts(args) => hosts::run(&cli.global, args).await,
+        Command::Image(cmd) => image::run(&cli.global, cmd).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod crash;
 mod disk_full;
 mod exit_codes;
 mod fsck_repair;
+mod image;
 mod images;
 mod mirror_resolver;
 mod netboot;

@@ -390,3 +390,114 @@ fn serve_with_netboot_boots_from_a_bundle_imported_into_the_registry() {
     );
     assert_provisioned(&site, &output, &log);
 }
+
+/// Issue 9's netboot set, booted for real: the test OS built by `ferry
+/// image build --format netboot --push` into the registry store, served by
+/// `ferry serve --netboot` from that artifact (`{oci: ...}`) with the
+/// profile the build wrote, and booted by stock iPXE: Debian's live-boot
+/// downloads the squashfs over ferry's HTTP (`fetch=`), systemd comes up,
+/// and the test overlay's unit fetches its config and posts `ready`.
+#[test]
+fn an_image_built_netboot_set_boots_from_the_registry() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let site = Site {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let dir = site.dir.path();
+    let ferry_in_state = |args: &[&str]| {
+        let out = Command::new(ferry())
+            .arg("--state")
+            .arg(site.state())
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ferry {args:?}: {}", text(&out));
+        out
+    };
+    let tar = crate::image::debian_tar();
+    ferry_in_state(&[
+        "image",
+        "import",
+        tar.to_str().unwrap(),
+        "--tag",
+        "os/debian:12",
+    ]);
+    std::fs::write(
+        dir.join("image.yaml"),
+        format!("name: debian-netboot\n{}", crate::image::OVERLAY),
+    )
+    .unwrap();
+    ferry_in_state(&[
+        "image",
+        "build",
+        "os/debian:12",
+        "-f",
+        "image.yaml",
+        "--format",
+        "netboot",
+        "--push",
+        "os/debian-netboot:12",
+        "-o",
+        "out",
+    ]);
+    // The profile the build wrote, with the host's config and events URLs
+    // the test overlay's unit uses.
+    let profile = std::fs::read_to_string(dir.join("out/netboot/netboot.yaml")).unwrap();
+    assert!(
+        profile.contains("source: {oci: os/debian-netboot:12}"),
+        "{profile}"
+    );
+    let profile: String = profile
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            if l.trim_start().starts_with("boot=live") {
+                format!("{l} config_url={{{{ config_url }}}} events_url={{{{ events_url }}}}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .map(|l| format!("  {l}"))
+        .collect();
+    let config = format!(
+        "server:
+  address: 10.99.0.2
+  interface: br0
+  http_port: 8080
+profiles:
+{profile}    user_data: |
+      #cloud-config built-by-ferry-image
+hosts:
+  - mac: {MAC}
+    name: node1
+    profile: debian-netboot
+"
+    );
+    std::fs::write(dir.join("netboot.yaml"), &config).unwrap();
+    let serve = format!(
+        "serve --listen 10.99.0.2:5000 --netboot {}",
+        dir.join("netboot.yaml").display()
+    );
+    let (ok, output, log) = site.boot_with(
+        &serve,
+        &[("MODES", "proxy"), ("MEM", "1536"), ("TIMEOUT", "420")],
+    );
+    assert!(
+        ok,
+        "boot failed:\n{output}\n--- ferry:\n{log}\n--- netboot.yaml:\n{config}"
+    );
+    assert!(
+        output.contains("NETBOOT-CONFIG #cloud-config built-by-ferry-image"),
+        "{output}"
+    );
+    for line in ["fetching kernel", "fetching initrd", ": ready (ip 10.99.0."] {
+        assert!(log.contains(line), "ferry log lacks {line:?}:\n{log}");
+    }
+    let host = site.host();
+    assert_eq!(host["state"], "ready", "{host:#}");
+    assert!(
+        host.to_string().contains("FERRY-IMAGE-OK netboot"),
+        "the guest's own message is not among the host's events: {host:#}"
+    );
+}
