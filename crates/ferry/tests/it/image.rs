@@ -94,6 +94,27 @@ fn layout_for(dir: &Path, architecture: &str, layers: &[(&str, Vec<u8>)]) {
     .unwrap();
 }
 
+/// Imports `os/tiny:1`, a rootfs without a kernel, into state `state` of
+/// `dir`. Incompressible bytes make its layer the store's largest blob.
+fn import_tiny(dir: &Path, state: &str) {
+    let noise = crate::images::bytes(5, 64 * 1024);
+    std::fs::write(
+        dir.join("tiny.tar"),
+        tar_of(&[("etc/os-release", b"ID=tiny\n"), ("etc/noise", &noise)]),
+    )
+    .unwrap();
+    let imported = run(ferry().current_dir(dir).args([
+        "--state",
+        state,
+        "image",
+        "import",
+        "tiny.tar",
+        "--tag",
+        "os/tiny:1",
+    ]));
+    assert!(imported.status.success(), "{}", said(dir, &imported));
+}
+
 /// `ferry image build` in `dir` with its state there; the output `out`.
 fn build(dir: &Path, args: &[&str]) -> Output {
     run(ferry()
@@ -146,23 +167,7 @@ fn bad_input_is_a_clear_error_and_leaves_no_output() {
         "os/notes:1",
     ]));
     seen.push(said(dir, &imported));
-    // Incompressible bytes make the layer the store's largest blob.
-    let noise = crate::images::bytes(5, 64 * 1024);
-    std::fs::write(
-        dir.join("tiny.tar"),
-        tar_of(&[("etc/os-release", b"ID=tiny\n"), ("etc/noise", &noise)]),
-    )
-    .unwrap();
-    let imported = run(ferry().current_dir(dir).args([
-        "--state",
-        "state",
-        "image",
-        "import",
-        "tiny.tar",
-        "--tag",
-        "os/tiny:1",
-    ]));
-    assert!(imported.status.success(), "{}", said(dir, &imported));
+    import_tiny(dir, "state");
     let no_kernel = build(dir, &["os/tiny:1", "--format", "iso"]);
     seen.push(said(dir, &no_kernel));
     assert_no_output(dir);
@@ -334,22 +339,7 @@ fn a_real_build_reports_its_outputs_and_refuses_a_disk_too_small() {
 fn every_base_source_is_read_to_its_layers() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let noise = crate::images::bytes(6, 32 * 1024);
-    std::fs::write(
-        dir.join("tiny.tar"),
-        tar_of(&[("etc/os-release", b"ID=tiny\n"), ("etc/noise", &noise)]),
-    )
-    .unwrap();
-    let imported = run(ferry().current_dir(dir).args([
-        "--state",
-        "served",
-        "image",
-        "import",
-        "tiny.tar",
-        "--tag",
-        "os/tiny:1",
-    ]));
-    assert!(imported.status.success(), "{}", said(dir, &imported));
+    import_tiny(dir, "served");
     let server = crate::Server::start(&dir.join("served"), &[]);
     let registry_ref = format!("{}/os/tiny:1", server.addr);
     let hosts = format!("hosts:\n  \"{}\":\n    plain_http: true\n", server.addr);
