@@ -202,6 +202,7 @@ fn build_in(
         spec_dir: request.spec_dir,
         name: &request.name,
         identity: format!("{}@{}", request.name, base.manifest_digest),
+        versions: Default::default(),
         formats: &request.formats,
         out,
         work,

@@ -125,6 +125,9 @@ pub struct Job<'a> {
     /// Seeds every UUID, GUID and serial (with `mtime`): the image name and
     /// the base image's digest.
     pub identity: String,
+    /// Versions of what the image carries, by component (`kubernetes`,
+    /// `containerd`, ...): the OVA's product properties and manifest.json.
+    pub versions: std::collections::BTreeMap<String, String>,
     pub formats: &'a BTreeSet<Format>,
     pub out: &'a Path,
     /// Scratch directory on the output's filesystem.
