@@ -11,24 +11,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ferry_image::build::{self, BuildReport, BuildRequest};
-use ferry_image::customize::ArtifactFiles;
 use ferry_image::import::{self, LayerCompression};
 use ferry_image::source::{BaseImage, Platform};
 use ferry_image::spec::{Format, ImageSpec};
 use ferry_oci::progress::NoProgress;
 
-use crate::fixture::{OVERLAY, debian_tar};
+use crate::fixture::{NoArtifacts, OVERLAY, debian_tar};
 use crate::qemu::{Firmware, Medium, boot_until};
 
 const MTIME: i64 = 1_700_000_000;
 
-struct NoArtifacts;
-
-impl ArtifactFiles for NoArtifacts {
-    fn read(&self, reference: &str, _: Option<&str>) -> Result<Vec<u8>, String> {
-        Err(format!("no artifacts here ({reference})"))
-    }
-}
 
 /// Two full builds of the fixture, kept for the whole test binary.
 struct Built {
@@ -80,6 +72,7 @@ fn built() -> &'static Built {
                 processors: 2,
                 push: None,
                 keep_work: false,
+                kubernetes: Default::default(),
             };
             let report = build::build(&base, &NoArtifacts, &request, &NoProgress).unwrap();
             std::fs::rename(&out, dir.path().join(kept)).unwrap();
