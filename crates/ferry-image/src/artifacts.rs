@@ -156,11 +156,12 @@ impl ArtifactFiles for Artifacts {
                 .layers
                 .iter()
                 .filter_map(|l| {
-                    l.annotation(media_type::ANNOTATION_TITLE).map(|t| ArtifactFile {
-                        title: t.to_string(),
-                        digest: l.digest.clone(),
-                        size: l.size,
-                    })
+                    l.annotation(media_type::ANNOTATION_TITLE)
+                        .map(|t| ArtifactFile {
+                            title: t.to_string(),
+                            digest: l.digest.clone(),
+                            size: l.size,
+                        })
                 })
                 .collect(),
         })

@@ -118,5 +118,11 @@ fn site_registry(
     if access.skip_verify {
         toml.push_str("  skip_verify = true\n");
     }
-    write_file(rootfs, cx, &format!("{dir}/hosts.toml"), toml.as_bytes(), 0o644)
+    write_file(
+        rootfs,
+        cx,
+        &format!("{dir}/hosts.toml"),
+        toml.as_bytes(),
+        0o644,
+    )
 }

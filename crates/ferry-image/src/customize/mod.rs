@@ -181,7 +181,13 @@ pub fn apply(
         mirrors::apply(mirrors, &node_registries, rootfs, cx, &mut report)?;
     }
     if let Some(k) = &spec.kubernetes {
-        report.kubernetes = Some(crate::kubernetes::apply(spec, k, cx.kubernetes, rootfs, cx)?);
+        report.kubernetes = Some(crate::kubernetes::apply(
+            spec,
+            k,
+            cx.kubernetes,
+            rootfs,
+            cx,
+        )?);
     }
     if spec.sysprep.enabled {
         report.sysprep_removed = sysprep::apply(rootfs, cx)?;

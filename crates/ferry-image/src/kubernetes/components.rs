@@ -102,12 +102,14 @@ pub fn install(
     rootfs: &mut Rootfs,
     cx: &Context<'_>,
 ) -> Result<(), KubernetesError> {
-    let error = |message: String| {
-        KubernetesError::component(&component.name, &component.artifact, message)
-    };
+    let error =
+        |message: String| KubernetesError::component(&component.name, &component.artifact, message);
     let mut installed = Vec::new();
     for file in files {
-        let reader = cx.artifacts.open(&component.artifact, file).map_err(error)?;
+        let reader = cx
+            .artifacts
+            .open(&component.artifact, file)
+            .map_err(error)?;
         let title = file.title.as_str();
         let gzip = title.ends_with(".tar.gz") || title.ends_with(".tgz");
         if gzip || title.ends_with(".tar") {
@@ -131,7 +133,11 @@ pub fn install(
         return Err(error(format!(
             "it has no `{exe}` executable (it holds: {})",
             if installed.is_empty() {
-                files.iter().map(|f| f.title.as_str()).collect::<Vec<_>>().join(", ")
+                files
+                    .iter()
+                    .map(|f| f.title.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             } else {
                 installed.join(", ")
             }
@@ -194,7 +200,9 @@ fn unpack_tar(
 
 /// The last component of `path` when it is a plain file name.
 fn base_name(path: &str) -> Option<String> {
-    let name = Path::new(path.trim_end_matches('/')).file_name()?.to_str()?;
+    let name = Path::new(path.trim_end_matches('/'))
+        .file_name()?
+        .to_str()?;
     (!name.is_empty() && name != "." && name != "..").then(|| name.to_string())
 }
 
@@ -217,8 +225,14 @@ mod tests {
 
     #[test]
     fn versions_from_tags_and_names_from_paths() {
-        assert_eq!(tag_version("files/containerd:1.7.13").as_deref(), Some("1.7.13"));
-        assert_eq!(tag_version("bundle:site.ferry:k8s/kubelet:v1.30.4").as_deref(), Some("v1.30.4"));
+        assert_eq!(
+            tag_version("files/containerd:1.7.13").as_deref(),
+            Some("1.7.13")
+        );
+        assert_eq!(
+            tag_version("bundle:site.ferry:k8s/kubelet:v1.30.4").as_deref(),
+            Some("v1.30.4")
+        );
         assert_eq!(tag_version("files/kubelet:latest"), None);
         assert_eq!(base_name("./bin/ctr").as_deref(), Some("ctr"));
         assert_eq!(base_name("../.."), None);

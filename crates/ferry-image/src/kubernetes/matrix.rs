@@ -119,7 +119,8 @@ impl Matrix {
             origin: origin.to_string(),
             message,
         };
-        let mut matrix: Matrix = serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut matrix: Matrix =
+            serde_saphyr::from_str(text).map_err(|e| invalid(e.to_string()))?;
         if matrix.schema != SCHEMA {
             return Err(invalid(format!(
                 "schema {} is not one this ferry reads ({SCHEMA})",
@@ -131,7 +132,10 @@ impl Matrix {
                 return Err(invalid(format!("{version:?} is not a version (1.30.4)")));
             }
             for (component, accepted) in row.accepted() {
-                if accepted.split(',').any(|p| parse_pattern(p.trim()).is_none()) {
+                if accepted
+                    .split(',')
+                    .any(|p| parse_pattern(p.trim()).is_none())
+                {
                     return Err(invalid(format!(
                         "kubernetes {version}: {component}: {accepted:?} is not a version, \
                          a patch wildcard (1.7.x) or a comma-separated list of them"
@@ -192,7 +196,10 @@ impl Matrix {
                         .into_iter()
                         .find(|(name, _)| *name == other)
                         .map_or("", |(_, a)| a);
-                    (given.is_some_and(|g| accepts(accepted, g)), accepted.to_string())
+                    (
+                        given.is_some_and(|g| accepts(accepted, g)),
+                        accepted.to_string(),
+                    )
                 }
             };
             if !fits {
@@ -228,9 +235,7 @@ pub fn accepts(accepted: &str, version: &str) -> bool {
     accepted
         .split(',')
         .filter_map(|p| parse_pattern(p.trim()))
-        .any(|(major, minor, patch)| {
-            v.0 == major && v.1 == minor && patch.is_none_or(|p| v.2 == p)
-        })
+        .any(|(major, minor, patch)| v.0 == major && v.1 == minor && patch.is_none_or(|p| v.2 == p))
 }
 
 /// `1.30.4`, `v1.30.4`, `1.30.4-rc.1`, `1.30.4+k3s1`: the three numbers.
@@ -262,11 +267,20 @@ mod tests {
         assert_eq!(m.versions(), ["1.30.4", "1.29.4", "1.28.9", "1.27.13"]);
         let row = m.row("v1.30.4").unwrap();
         assert_eq!(
-            (row.containerd.as_str(), row.cni_plugins.as_str(), row.crictl.as_str()),
+            (
+                row.containerd.as_str(),
+                row.cni_plugins.as_str(),
+                row.crictl.as_str()
+            ),
             ("1.7.13", "1.3.0", "1.28.0")
         );
         assert_eq!(m.row("1.27.13").unwrap().cni_plugins, "1.2.0");
-        assert!(m.row("1.31.0").unwrap_err().to_string().contains("1.30.4, 1.29.4"));
+        assert!(
+            m.row("1.31.0")
+                .unwrap_err()
+                .to_string()
+                .contains("1.30.4, 1.29.4")
+        );
     }
 
     #[test]
@@ -308,6 +322,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("site.yaml") && err.contains("containerd"), "{err}");
+        assert!(
+            err.contains("site.yaml") && err.contains("containerd"),
+            "{err}"
+        );
     }
 }

@@ -161,8 +161,13 @@ pub fn check(
     k: &KubernetesSpec,
     inputs: &Inputs,
     cx: &Context<'_>,
-) -> Result<(Vec<(Component, Vec<crate::customize::ArtifactFile>)>, Vec<Mismatch>), KubernetesError>
-{
+) -> Result<
+    (
+        Vec<(Component, Vec<crate::customize::ArtifactFile>)>,
+        Vec<Mismatch>,
+    ),
+    KubernetesError,
+> {
     let mut described = Vec::new();
     for (name, spec) in named(k) {
         if spec.artifact.is_empty() {
@@ -365,7 +370,9 @@ fn on_site(name: &str, site: &str) -> Result<String, KubernetesError> {
     } else {
         format!("{}/{}", target.prefix, reference.repository)
     };
-    Ok(reference.relocated(&target.registry, &repository).to_string())
+    Ok(reference
+        .relocated(&target.registry, &repository)
+        .to_string())
 }
 
 #[cfg(test)]
@@ -400,7 +407,13 @@ mod tests {
         .unwrap();
         let wanted = preload_wanted(&k, &Matrix::shipped()).unwrap();
         assert_eq!(wanted.len(), 8);
-        assert_eq!(wanted.iter().filter(|(n, _)| n.ends_with("pause:3.9")).count(), 1);
+        assert_eq!(
+            wanted
+                .iter()
+                .filter(|(n, _)| n.ends_with("pause:3.9"))
+                .count(),
+            1
+        );
         assert_eq!(wanted.last().unwrap().1, "oci:b:1");
         let registries = upstreams(&k, &Matrix::shipped()).unwrap();
         assert_eq!(

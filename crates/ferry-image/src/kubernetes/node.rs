@@ -101,7 +101,13 @@ fn swap_off(rootfs: &mut Rootfs, cx: &Context<'_>) -> Result<(), KubernetesError
             })
             .collect();
         if changed {
-            write_file(rootfs, cx, "etc/fstab", (lines.join("\n") + "\n").as_bytes(), 0o644)?;
+            write_file(
+                rootfs,
+                cx,
+                "etc/fstab",
+                (lines.join("\n") + "\n").as_bytes(),
+                0o644,
+            )?;
         }
     }
     systemd::mask_unit(rootfs, cx, "swap.target")?;
@@ -242,7 +248,9 @@ mod tests {
             containerd_major: Some(1),
         };
         let v2 = containerd_config(&node);
-        assert!(v2.contains("version = 2") && v2.contains("sandbox_image = \"site:5000/pause:3.9\""));
+        assert!(
+            v2.contains("version = 2") && v2.contains("sandbox_image = \"site:5000/pause:3.9\"")
+        );
         assert!(v2.contains("SystemdCgroup = true") && v2.contains("/usr/local/bin/runc"));
         assert!(v2.contains("config_path = \"/etc/containerd/certs.d\""));
         node.containerd_major = Some(2);

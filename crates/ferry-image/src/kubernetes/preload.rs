@@ -105,7 +105,9 @@ pub fn write(
         });
     }
     if !preloaded.is_empty() {
-        let unit = UNIT_TEXT.replace("{ctr}", ctr).replace("{dir}", PRELOAD_DIR);
+        let unit = UNIT_TEXT
+            .replace("{ctr}", ctr)
+            .replace("{dir}", PRELOAD_DIR);
         write_file(
             rootfs,
             cx,
@@ -353,7 +355,9 @@ fn read_small(blobs: &dyn Blobs, digest: &Digest) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: blob {digest} is missing", blobs.describe()))?;
     if size > MANIFEST_LIMIT {
-        return Err(format!("manifest {digest} is {size} bytes, more than {MANIFEST_LIMIT}"));
+        return Err(format!(
+            "manifest {digest} is {size} bytes, more than {MANIFEST_LIMIT}"
+        ));
     }
     let mut bytes = Vec::new();
     crate::source::verifying(reader, digest.clone(), format!("manifest {digest}"))

@@ -21,7 +21,6 @@ use crate::qemu::{Firmware, Medium, boot_until};
 
 const MTIME: i64 = 1_700_000_000;
 
-
 /// Two full builds of the fixture, kept for the whole test binary.
 struct Built {
     dir: tempfile::TempDir,

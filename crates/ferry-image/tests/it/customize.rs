@@ -6,9 +6,9 @@
 use std::path::Path;
 
 use ferry_image::customize::{self, ArtifactFile, ArtifactFiles, ArtifactInfo};
-use ferry_oci::{Algorithm, Digest};
 use ferry_image::rootfs::{Kind, Rootfs, layer};
 use ferry_image::spec::ImageSpec;
+use ferry_oci::{Algorithm, Digest};
 
 struct OneArtifact;
 

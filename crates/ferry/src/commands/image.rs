@@ -250,41 +250,44 @@ async fn locate(
     platform: &Platform,
     bars: &Arc<Bars>,
 ) -> anyhow::Result<(Arc<dyn Blobs>, ferry_oci::Digest)> {
-    Ok(match BaseRef::parse(reference, spec_dir).map_err(UserError::from_error)? {
-        BaseRef::Store {
-            repository,
-            reference,
-        } => {
-            let r = ferry_store::ManifestRef::parse(&reference).map_err(UserError::from_error)?;
-            let digest = store.resolve_manifest(&repository, &r)?.ok_or_else(|| {
-                ferry_image::source::SourceError::NotInStore {
-                    reference: format!("{repository}:{reference}"),
-                    store: store.root().display().to_string(),
-                }
-            })?;
-            (Arc::new(store.clone()), digest)
-        }
-        BaseRef::Bundle { file, name } => {
-            let bundle = Arc::new(crate::commands::bundle::open(file).await?);
-            let root = ferry_image::artifacts::find_entry(&bundle, name.as_deref())
-                .map_err(UserError::new)?;
-            (Arc::new(BundleBlobs(bundle)), root)
-        }
-        BaseRef::Fetched(reference) => {
-            let cache_dir = crate::output::state_dir(global).join("cache");
-            let cache = ferry_bundle::cache::ContentCache::open(&cache_dir)?;
-            let root = ferry_image::fetch::fetch(
-                &reference,
-                &spec.hosts,
-                platform,
-                spec_dir,
-                &cache,
-                bars.as_ref(),
-            )
-            .await?;
-            (Arc::new(cache.store().clone()), root)
-        }
-    })
+    Ok(
+        match BaseRef::parse(reference, spec_dir).map_err(UserError::from_error)? {
+            BaseRef::Store {
+                repository,
+                reference,
+            } => {
+                let r =
+                    ferry_store::ManifestRef::parse(&reference).map_err(UserError::from_error)?;
+                let digest = store.resolve_manifest(&repository, &r)?.ok_or_else(|| {
+                    ferry_image::source::SourceError::NotInStore {
+                        reference: format!("{repository}:{reference}"),
+                        store: store.root().display().to_string(),
+                    }
+                })?;
+                (Arc::new(store.clone()), digest)
+            }
+            BaseRef::Bundle { file, name } => {
+                let bundle = Arc::new(crate::commands::bundle::open(file).await?);
+                let root = ferry_image::artifacts::find_entry(&bundle, name.as_deref())
+                    .map_err(UserError::new)?;
+                (Arc::new(BundleBlobs(bundle)), root)
+            }
+            BaseRef::Fetched(reference) => {
+                let cache_dir = crate::output::state_dir(global).join("cache");
+                let cache = ferry_bundle::cache::ContentCache::open(&cache_dir)?;
+                let root = ferry_image::fetch::fetch(
+                    &reference,
+                    &spec.hosts,
+                    platform,
+                    spec_dir,
+                    &cache,
+                    bars.as_ref(),
+                )
+                .await?;
+                (Arc::new(cache.store().clone()), root)
+            }
+        },
+    )
 }
 
 async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -339,20 +342,32 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
         None => None,
     };
     let bars = Arc::new(Bars::new(quiet, "image", None));
-    let (blobs, root) = locate(global, &store, &spec.base, &spec, &spec_dir, &platform, &bars).await?;
-    let matrix = match (&args.matrix, spec.kubernetes.as_ref().and_then(|k| k.matrix.as_ref())) {
+    let (blobs, root) = locate(
+        global, &store, &spec.base, &spec, &spec_dir, &platform, &bars,
+    )
+    .await?;
+    let matrix = match (
+        &args.matrix,
+        spec.kubernetes.as_ref().and_then(|k| k.matrix.as_ref()),
+    ) {
         (Some(path), _) => load_matrix(Some(path))?,
         (None, Some(path)) => load_matrix(Some(&spec_dir.join(path)))?,
         (None, None) => Matrix::shipped(),
     };
     let mut preload = Vec::new();
     if let Some(k) = &spec.kubernetes {
-        let wanted = ferry_image::kubernetes::preload_wanted(k, &matrix).map_err(UserError::from_error)?;
+        let wanted =
+            ferry_image::kubernetes::preload_wanted(k, &matrix).map_err(UserError::from_error)?;
         for (name, from) in wanted {
             let (blobs, root) = locate(global, &store, &from, &spec, &spec_dir, &platform, &bars)
                 .await
                 .map_err(|e| e.context(format!("kubernetes.preload: {name} (read from {from})")))?;
-            preload.push(PreloadSource { name, from, blobs, root });
+            preload.push(PreloadSource {
+                name,
+                from,
+                blobs,
+                root,
+            });
         }
     }
     let kubernetes = ferry_image::kubernetes::Inputs {
