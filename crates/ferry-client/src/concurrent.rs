@@ -75,9 +75,7 @@ pub async fn push_blobs(
     }
     Ok(results
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| Err(cancelled()))
-        })
+        .map(|r| r.unwrap_or_else(|| Err(cancelled())))
         .collect())
 }
 

@@ -456,3 +456,37 @@ fn a_node_image_from_one_bundle_boots_with_its_images_and_the_site_mirror() {
 
     drop(server);
 }
+
+/// `ferry image matrix` prints the shipped matrix; a row alone on request.
+#[test]
+fn the_matrix_is_printed_as_shipped() {
+    let out = run(ferry().args(["image", "matrix", "--kubernetes", "1.30.4"]));
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+    let json = run(ferry().args(["image", "matrix", "--json"]));
+    let matrix: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(matrix["kubernetes"]["1.27.13"]["cni_plugins"], "1.2.0");
+}
+
+/// A site's own matrix is checked as a build would: a bad one names the
+/// file and the field (usage error), an unknown version lists the known.
+#[test]
+fn a_bad_matrix_or_an_unknown_version_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("matrix.yaml");
+    std::fs::write(&path, MATRIX.replace("runc: 1.1.12", "runc: latest")).unwrap();
+    let out = run(ferry().args(["image", "matrix", "--matrix"]).arg(&path));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("matrix.yaml") && said.contains("runc") && said.contains("\"latest\""),
+        "{said}"
+    );
+    let out = run(ferry().args(["image", "matrix", "--kubernetes", "1.31.0"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("1.31.0") && said.contains("1.30.4, 1.29.4, 1.28.9, 1.27.13"),
+        "{said}"
+    );
+}
