@@ -31,6 +31,11 @@ pub struct AssembleReport {
     pub whiteouts: u64,
     pub file_bytes: u64,
     pub customize: CustomizeReport,
+    /// Wall times of the two halves (not in manifest.json).
+    #[serde(skip)]
+    pub layers_seconds: f64,
+    #[serde(skip)]
+    pub customize_seconds: f64,
 }
 
 /// Lays `base`'s layers onto a new rootfs staged in `stage_dir`, then
@@ -46,6 +51,7 @@ pub fn assemble(
     mtime: i64,
     progress: &dyn Progress,
 ) -> Result<(Rootfs, AssembleReport), AssembleError> {
+    let started = std::time::Instant::now();
     let mut rootfs = Rootfs::new(stage_dir.to_path_buf(), mtime)?;
     let mut report = AssembleReport::default();
     let total: u64 = base.layers.iter().map(|l| l.descriptor.size).sum();
@@ -85,6 +91,9 @@ pub fn assemble(
         artifacts,
         kubernetes,
     };
+    report.layers_seconds = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     report.customize = customize::apply(spec, &mut rootfs, &cx)?;
+    report.customize_seconds = started.elapsed().as_secs_f64();
     Ok((rootfs, report))
 }

@@ -90,6 +90,26 @@ pub struct BuildReport {
     /// The spec as it was applied.
     pub spec: ImageSpec,
     pub outputs: Vec<Written>,
+    /// Where the time went, step by step (not in manifest.json, whose
+    /// bytes depend only on the inputs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepTime>,
+}
+
+/// One step of a build and its wall time.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTime {
+    pub step: String,
+    pub seconds: f64,
+}
+
+impl StepTime {
+    pub fn since(step: &str, started: std::time::Instant) -> StepTime {
+        StepTime {
+            step: step.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -201,6 +221,7 @@ fn build_in(
     work: &Path,
     progress: &dyn Progress,
 ) -> Result<BuildReport, BuildError> {
+    let mut steps = Vec::new();
     let (mut rootfs, assembled) = assemble::assemble(
         base,
         request.spec,
@@ -235,10 +256,26 @@ fn build_in(
         squashfs: None,
         raw: None,
         written: Vec::new(),
+        steps: Vec::new(),
     };
+    steps.push(StepTime {
+        step: "layers".into(),
+        seconds: assembled.layers_seconds,
+    });
+    steps.push(StepTime {
+        step: "customize".into(),
+        seconds: assembled.customize_seconds,
+    });
     for writer in output::WRITERS {
         if request.formats.contains(&writer.format()) {
+            let started = std::time::Instant::now();
+            let before: f64 = job.steps.iter().map(|s| s.seconds).sum();
             writer.write(&mut job)?;
+            let intermediates: f64 = job.steps.iter().map(|s| s.seconds).sum::<f64>() - before;
+            steps.extend(job.steps.drain(..));
+            let mut step = StepTime::since(writer.format().as_str(), started);
+            step.seconds -= intermediates;
+            steps.push(step);
         }
     }
     let mut outputs = std::mem::take(&mut job.written);
@@ -273,6 +310,7 @@ fn build_in(
         rootfs: assembled,
         spec: request.spec.clone(),
         outputs: Vec::new(),
+        steps: Vec::new(),
     };
     outputs.sort_by(|a, b| a.path.cmp(&b.path));
     report.outputs = outputs;
@@ -282,6 +320,7 @@ fn build_in(
         .mode(0o644)
         .replace(&manifest, &bytes)
         .map_err(FileError::io(&manifest))?;
+    report.steps = steps;
     Ok(report)
 }
 

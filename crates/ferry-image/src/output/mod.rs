@@ -140,6 +140,9 @@ pub struct Job<'a> {
     pub squashfs: Option<PathBuf>,
     pub raw: Option<PathBuf>,
     pub written: Vec<Written>,
+    /// How long the intermediates took (`squashfs`, `raw disk`), for the
+    /// build's step times.
+    pub steps: Vec<crate::build::StepTime>,
 }
 
 impl Job<'_> {
@@ -174,6 +177,7 @@ impl Job<'_> {
         } else {
             self.work.join("rootfs.squashfs")
         };
+        let started = std::time::Instant::now();
         let options = squashfs::options(self.spec, self.processors, self.mtime)?;
         // Read back before it gets its name: nothing unverified ever has
         // the final name.
@@ -186,6 +190,8 @@ impl Job<'_> {
         if wanted {
             self.record(Format::Squashfs, &path)?;
         }
+        self.steps
+            .push(crate::build::StepTime::since("squashfs", started));
         self.squashfs = Some(path.clone());
         Ok(path)
     }
@@ -202,6 +208,7 @@ impl Job<'_> {
         } else {
             self.work.join("disk.raw")
         };
+        let started = std::time::Instant::now();
         let options = disk::DiskOptions {
             size: self.spec.disk.size.map(|s| s.0),
             free: self.spec.disk.free.map_or(1 << 30, |s| s.0),
@@ -220,6 +227,8 @@ impl Job<'_> {
         if wanted {
             self.record(Format::Raw, &path)?;
         }
+        self.steps
+            .push(crate::build::StepTime::since("raw disk", started));
         self.raw = Some(path.clone());
         Ok(path)
     }

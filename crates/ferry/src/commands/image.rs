@@ -428,6 +428,22 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
             "  manifest  {}",
             args.output.join("manifest.json").display()
         );
+        let total: f64 = report.steps.iter().map(|s| s.seconds).sum();
+        if total > 0.0 {
+            let steps: Vec<String> = report
+                .steps
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {:.1} s ({:.0}%)",
+                        s.step,
+                        s.seconds,
+                        100.0 * s.seconds / total
+                    )
+                })
+                .collect();
+            println!("  took {total:.1} s: {}", steps.join(", "));
+        }
         if let Some(push) = &args.push {
             println!(
                 "netboot set stored in ferry's registry as {push}; boot it with `source: {{oci: {push}}}`"
