@@ -21,6 +21,15 @@
 #          state, for each tarball in $BUILD_TARS (default: the test OS, and
 #          $ROOTFS_TAR if it is another one): wall time and peak RSS, to show
 #          the memory is flat in the rootfs size (target: <= 256 MiB).
+#   k8s    the whole Kubernetes node image build (OVA + qcow2 + netboot set)
+#          from an imported bundle, as docs/image-kubernetes.md tells it:
+#          the test OS, Debian's containerd, runc, CNI plugins and kubectl
+#          (kubectl's binary also stands in for kubelet and kubeadm, for
+#          their size), and the seven kubeadm images of Kubernetes 1.30.4
+#          made as busybox plus incompressible data of their real sizes
+#          (about 190 MB in all), preloaded. Wall time, peak RSS, and each
+#          step's share (what `ferry image build` prints), so the slowest
+#          step is visible.
 #   vdisk  raw GPT disk -> qcow2 (ferry vs `qemu-img convert -O qcow2`) and
 #          -> stream-optimized VMDK (ferry vs `qemu-img convert -O vmdk -o
 #          subformat=streamOptimized`): time, size, and each output checked
@@ -218,8 +227,115 @@ PY
     cat "$OUT/summary-build.md"
 }
 
+section_k8s() {
+    log "k8s: the ferry binary (release)"
+    (cd "$ROOT" && cargo build --release --locked -p ferry)
+    local ferry=${CARGO_TARGET_DIR:-$ROOT/target}/release/ferry
+    local work=$OUT/k8s debs os
+    debs=$("$ROOT/scripts/test-k8s-debs.sh")
+    os=$("$ROOT/scripts/test-os.sh")
+    rm -rf "$work"
+    mkdir -p "$work/files" "$work/images" "$work/bin/bin"
+    # The components, shaped as their releases ship them, tagged with the
+    # versions of the shipped matrix's 1.30.4 row.
+    cp "$debs"/root/usr/bin/{containerd,containerd-shim-runc-v2,ctr} "$work/bin/bin/"
+    tar -C "$work/bin" -czf "$work/files/containerd-1.7.13-linux-amd64.tar.gz" bin
+    cp "$debs/root/usr/sbin/runc" "$work/files/runc"
+    tar -C "$debs/root/usr/lib/cni" -czf "$work/files/cni-plugins-linux-amd64-v1.3.0.tgz" .
+    for b in kubelet kubeadm kubectl; do cp "$debs/root/usr/bin/kubectl" "$work/files/$b"; done
+    printf '#!/bin/sh\necho crictl version v1.28.0\n' >"$work/crictl" && chmod +x "$work/crictl"
+    tar -C "$work" -czf "$work/files/crictl-v1.28.0-linux-amd64.tar.gz" crictl
+    # The site registry the bundle is made from (images imported into it).
+    "$ferry" -q --state "$work/src" image import "$os" --tag os/debian:12
+    local name size i=0
+    for image in kube-apiserver:v1.30.4:30 kube-controller-manager:v1.30.4:30 kube-scheduler:v1.30.4:20 \
+        kube-proxy:v1.30.4:30 coredns/coredns:v1.11.1:15 pause:3.9:1 etcd:3.5.15-0:60; do
+        i=$((i + 1))
+        name=${image%:*}; size=${image##*:}
+        mkdir -p "$work/img/bin"
+        cp "$debs/root/bin/busybox" "$work/img/bin/busybox"
+        head -c "$((size * 1000000))" /dev/urandom >"$work/img/data"
+        tar -C "$work/img" -cf "$work/img.tar" .
+        "$ferry" -q --state "$work/src" image import "$work/img.tar" --tag "$name"
+        rm -rf "$work/img" "$work/img.tar"
+    done
+    "$ferry" --state "$work/src" serve --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
+    local serve=$! addr=
+    for _ in $(seq 100); do
+        addr=$(sed -n 's|^ferry registry on http://\([^ ]*\).*|\1|p' "$work/serve.log" | head -1)
+        [ -n "$addr" ] && break
+        sleep 0.1
+    done
+    [ -n "$addr" ] || { cat "$work/serve.log" >&2; kill "$serve"; exit 1; }
+    {
+        printf 'hosts:\n  "%s": {plain_http: true}\nimages:\n' "$addr"
+        for image in kube-apiserver:v1.30.4 kube-controller-manager:v1.30.4 kube-scheduler:v1.30.4 \
+            kube-proxy:v1.30.4 coredns/coredns:v1.11.1 pause:3.9 etcd:3.5.15-0; do
+            printf '  - {ref: "%s/%s", repository: "%s"}\n' "$addr" "$image" "${image%:*}"
+        done
+        printf 'os_images:\n  - ref: %s/os/debian:12\nfiles:\n' "$addr"
+        printf '  - {path: files/kubelet, repository: k8s/kubelet, tag: v1.30.4}\n'
+        printf '  - {path: files/kubeadm, repository: k8s/kubeadm, tag: v1.30.4}\n'
+        printf '  - {path: files/kubectl, repository: k8s/kubectl, tag: v1.30.4}\n'
+        printf '  - {path: files/containerd-1.7.13-linux-amd64.tar.gz, repository: k8s/containerd, tag: 1.7.13}\n'
+        printf '  - {path: files/runc, repository: k8s/runc, tag: 1.1.12}\n'
+        printf '  - {path: files/cni-plugins-linux-amd64-v1.3.0.tgz, repository: k8s/cni-plugins, tag: 1.3.0}\n'
+        printf '  - {path: files/crictl-v1.28.0-linux-amd64.tar.gz, repository: k8s/crictl, tag: v1.28.0}\n'
+    } >"$work/ferry.yaml"
+    (cd "$work" && "$ferry" -q bundle create -f ferry.yaml -o k8s.ferry)
+    kill "$serve"; wait "$serve" 2>/dev/null || true
+    rm -rf "$work/src"
+    cat >"$work/k8s-node.yaml" <<'YAML'
+name: k8s-node
+base: os/debian:12
+registry_mirrors: {registry: "registry.site:5000/mirror"}
+kubernetes:
+  version: 1.30.4
+  components:
+    kubelet: {artifact: k8s/kubelet:v1.30.4}
+    kubeadm: {artifact: k8s/kubeadm:v1.30.4}
+    kubectl: {artifact: k8s/kubectl:v1.30.4}
+    containerd: {artifact: k8s/containerd:1.7.13}
+    runc: {artifact: k8s/runc:1.1.12}
+    cni_plugins: {artifact: k8s/cni-plugins:1.3.0}
+    crictl: {artifact: k8s/crictl:v1.28.0}
+YAML
+    local r
+    for r in $(seq 1 "$ROUNDS"); do
+        rm -rf "$work/state" "$work/out"
+        "$ferry" -q --state "$work/state" bundle import "$work/k8s.ferry"
+        log "k8s: node image build (ova, qcow2, netboot), round $r"
+        echo "== k8s round $r" >>"$OUT/commands.log"
+        timed "k8s-node" "$r" "$work/out/k8s-node.ova" \
+            sh -c 'SOURCE_DATE_EPOCH=1700000000 "$1" --state "$2/state" image build -f "$2/k8s-node.yaml" \
+                -o "$2/out" --format ova,qcow2,netboot --json >"$2/report-$3.json"' sh "$ferry" "$work" "$r"
+    done
+    rm -rf "$work/state" "$work/out"
+    python3 - "$RAW_TSV" "$work" "$ROUNDS" >"$OUT/summary-k8s.md" <<'PY'
+import json, statistics, sys
+raw, work, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rows = [l.split("\t") for l in open(raw).read().splitlines()[1:] if l.startswith("k8s-node\t")]
+secs = [float(r[2]) for r in rows]
+rss = max(int(r[3]) for r in rows)
+steps = {}
+for r in range(1, rounds + 1):
+    for s in json.load(open(f"{work}/report-{r}.json"))["steps"]:
+        steps.setdefault(s["step"], []).append(s["seconds"])
+total = sum(statistics.median(v) for v in steps.values())
+print("| Kubernetes node image (ova, qcow2, netboot) | wall time, median [min-max] | peak RSS, max of rounds |")
+print("| --- | --- | --- |")
+print(f"| from an imported bundle | {statistics.median(secs):.1f} s [{min(secs):.1f}-{max(secs):.1f}] | {rss/1024:.0f} MiB |")
+print()
+print("| step | median | share |")
+print("| --- | --- | --- |")
+for step, v in sorted(steps.items(), key=lambda kv: -statistics.median(kv[1])):
+    print(f"| {step} | {statistics.median(v):.1f} s | {100*statistics.median(v)/total:.0f}% |")
+PY
+    cat "$OUT/summary-k8s.md"
+}
+
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(squashfs vdisk build)
+[ ${#sections[@]} -gt 0 ] || sections=(squashfs vdisk build k8s)
 for section in "${sections[@]}"; do
     "section_$section"
 done
