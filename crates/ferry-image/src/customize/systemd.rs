@@ -123,6 +123,16 @@ fn install_section(text: &str) -> Install {
     install
 }
 
+/// Enables `unit` as `systemctl enable` does, for the steps that add
+/// units of their own (sysprep).
+pub(crate) fn enable_unit(
+    rootfs: &mut Rootfs,
+    cx: &Context<'_>,
+    unit: &str,
+) -> Result<(), CustomizeError> {
+    enable(rootfs, cx, unit, &mut Vec::new())
+}
+
 fn enable(
     rootfs: &mut Rootfs,
     cx: &Context<'_>,
