@@ -201,7 +201,10 @@ mod tests {
         );
         sysprep(&mut rootfs);
         let tree = rootfs.tree();
-        assert!(tree.get(Path::new("etc/ssh/ssh_host_ed25519_key")).is_none());
+        assert!(
+            tree.get(Path::new("etc/ssh/ssh_host_ed25519_key"))
+                .is_none()
+        );
         assert!(tree.get(Path::new("etc/ssh/sshd_config")).is_some());
 
         let unit = rootfs
