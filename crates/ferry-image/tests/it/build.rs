@@ -10,30 +10,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ferry_image::build::{self, BuildReport, BuildRequest};
-use ferry_image::customize::ArtifactFiles;
-use ferry_image::import::{self, LayerCompression};
-use ferry_image::source::{BaseImage, Platform};
 use ferry_image::spec::{Format, ImageSpec};
 use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::NoProgress;
 
-use crate::fixture::{OVERLAY, debian_tar};
+use crate::fixture::{NoArtifacts, OVERLAY, debian_base};
 use crate::qemu::{Firmware, Medium, boot_until};
 use crate::util::{run, schema_check, sha256};
 
 const MTIME: i64 = 1_700_000_000;
-
-struct NoArtifacts;
-
-impl ArtifactFiles for NoArtifacts {
-    fn read(&self, reference: &str, _: Option<&str>) -> Result<Vec<u8>, String> {
-        Err(format!("no artifacts here ({reference})"))
-    }
-}
 
 /// Two full builds of the fixture, kept for the whole test binary.
 struct Built {
@@ -46,26 +35,7 @@ fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = ferry_store::Store::open(dir.path().join("store"), Default::default()).unwrap();
-        let mut tar = std::fs::File::open(debian_tar()).unwrap();
-        let imported = import::import(
-            &store,
-            &mut tar,
-            "rootfs.tar",
-            "os/debian:12",
-            &Platform::linux_amd64(),
-            LayerCompression::Zstd,
-            MTIME,
-            &NoProgress,
-        )
-        .unwrap();
-        let base = BaseImage::load(
-            "os/debian:12",
-            Arc::new(store),
-            &imported.manifest_digest,
-            &Platform::linux_amd64(),
-        )
-        .unwrap();
+        let base = debian_base(dir.path(), MTIME);
         let spec = ImageSpec::parse(
             &format!("name: debian-e2e\nversion: \"1.0\"\n{OVERLAY}"),
             Path::new("image.yaml"),
