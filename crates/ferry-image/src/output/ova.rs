@@ -11,6 +11,11 @@
 //! <dir>/<name>.ova.sha256  the .ova's sha256, hex, nothing else (as image-builder writes it)
 //! ```
 //!
+//! image-builder puts them in `output/<name>/`; `-o output/<name>` gives
+//! the same layout. The descriptor's product properties (the image's
+//! versions under image-builder's keys, the cloud-init guestinfo keys)
+//! are [`appliance`]'s.
+//!
 //! What VMware's importers reject, and how this writer avoids it:
 //!
 //! - A tar whose first member is not the `.ovf` ("Did not find an .ovf
