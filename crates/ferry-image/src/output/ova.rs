@@ -14,7 +14,7 @@
 //! image-builder puts them in `output/<name>/`; `-o output/<name>` gives
 //! the same layout. The descriptor's product properties (the image's
 //! versions under image-builder's keys, the cloud-init guestinfo keys)
-//! are [`appliance`]'s.
+//! are `appliance`'s.
 //!
 //! What VMware's importers reject, and how this writer avoids it:
 //!
