@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use ferry_oci::{Digest, ParsedManifest, media_type};
 
-use crate::customize::ArtifactFiles;
+use crate::customize::{ArtifactFile, ArtifactFiles, ArtifactInfo};
 use crate::source::{BaseRef, Blobs, BundleBlobs};
 
 /// Largest manifest read.
@@ -140,33 +140,43 @@ fn read_verified(blobs: &dyn Blobs, digest: &Digest, limit: u64) -> Result<Vec<u
 }
 
 impl ArtifactFiles for Artifacts {
-    fn read(&self, reference: &str, file: Option<&str>) -> Result<Vec<u8>, String> {
+    fn describe(&self, reference: &str) -> Result<ArtifactInfo, String> {
         let (root, blobs) = self.locate(reference)?;
         let bytes = read_verified(blobs.as_ref(), &root, MANIFEST_LIMIT)?;
         let manifest = ParsedManifest::parse(&bytes, None).map_err(|e| e.to_string())?;
-        let titled: Vec<(&str, &ferry_oci::Descriptor)> = manifest
-            .layers
-            .iter()
-            .filter_map(|l| l.annotation(media_type::ANNOTATION_TITLE).map(|t| (t, l)))
-            .collect();
-        let layer = match file {
-            Some(name) => titled
-                .iter()
-                .find(|(t, _)| *t == name || t.rsplit('/').next() == Some(name))
-                .map(|(_, l)| *l),
-            None if titled.len() == 1 => Some(titled[0].1),
-            None => None,
+        if manifest.is_index() {
+            return Err(format!(
+                "{reference} is an image index, not a file artifact"
+            ));
         }
-        .ok_or_else(|| {
-            format!(
-                "{reference} holds the files {}: name one with artifact_file",
-                titled
-                    .iter()
-                    .map(|(t, _)| *t)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-        read_verified(blobs.as_ref(), &layer.digest, u64::MAX)
+        Ok(ArtifactInfo {
+            digest: root,
+            annotations: manifest.annotations.clone().unwrap_or_default(),
+            files: manifest
+                .layers
+                .iter()
+                .filter_map(|l| {
+                    l.annotation(media_type::ANNOTATION_TITLE)
+                        .map(|t| ArtifactFile {
+                            title: t.to_string(),
+                            digest: l.digest.clone(),
+                            size: l.size,
+                        })
+                })
+                .collect(),
+        })
+    }
+
+    fn open(&self, reference: &str, file: &ArtifactFile) -> Result<Box<dyn Read + Send>, String> {
+        let (_, blobs) = self.locate(reference)?;
+        let (reader, _) = blobs
+            .open(&file.digest)
+            .map_err(|e| format!("{}: {e}", blobs.describe()))?
+            .ok_or_else(|| format!("{}: blob {} is missing", blobs.describe(), file.digest))?;
+        Ok(Box::new(crate::source::verifying(
+            reader,
+            file.digest.clone(),
+            format!("{reference}: {}", file.title),
+        )))
     }
 }

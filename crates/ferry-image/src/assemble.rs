@@ -41,6 +41,7 @@ pub fn assemble(
     spec: &ImageSpec,
     spec_dir: &Path,
     artifacts: &dyn ArtifactFiles,
+    kubernetes: &crate::kubernetes::Inputs,
     stage_dir: &Path,
     mtime: i64,
     progress: &dyn Progress,
@@ -82,6 +83,7 @@ pub fn assemble(
         spec_dir,
         mtime,
         artifacts,
+        kubernetes,
     };
     report.customize = customize::apply(spec, &mut rootfs, &cx)?;
     Ok((rootfs, report))

@@ -50,6 +50,8 @@ pub enum BuildError {
     Output(#[from] OutputError),
     #[error("{0:?} is not a valid image name (letters, digits, . _ -)")]
     Name(String),
+    #[error(transparent)]
+    Kubernetes(#[from] crate::kubernetes::KubernetesError),
 }
 
 /// What to build.
@@ -69,6 +71,9 @@ pub struct BuildRequest<'a> {
     pub push: Option<(ferry_store::Store, String)>,
     /// Keep the scratch directory (for debugging a build).
     pub keep_work: bool,
+    /// The matrix, --allow-mismatch and the preloaded images of a
+    /// `kubernetes:` section.
+    pub kubernetes: crate::kubernetes::Inputs,
 }
 
 /// `manifest.json`, and what the command prints.
@@ -147,6 +152,17 @@ pub fn build(
     if !valid_name(&request.name) {
         return Err(BuildError::Name(request.name.clone()));
     }
+    // A component that does not fit the matrix fails now, not after the
+    // base is assembled.
+    if let Some(k) = &request.spec.kubernetes {
+        let cx = crate::customize::Context {
+            spec_dir: request.spec_dir,
+            mtime: request.mtime,
+            artifacts,
+            kubernetes: &request.kubernetes,
+        };
+        crate::kubernetes::check(k, &request.kubernetes, &cx)?;
+    }
     // Absolute: the image's own tools run with the scratch directory as
     // their working directory, and every path handed to them must hold.
     let out = &std::path::absolute(&request.out).map_err(FileError::io(&request.out))?;
@@ -190,6 +206,7 @@ fn build_in(
         request.spec,
         request.spec_dir,
         artifacts,
+        &request.kubernetes,
         &work.join("rootfs"),
         request.mtime,
         progress,
@@ -202,7 +219,12 @@ fn build_in(
         spec_dir: request.spec_dir,
         name: &request.name,
         identity: format!("{}@{}", request.name, base.manifest_digest),
-        versions: Default::default(),
+        versions: assembled
+            .customize
+            .kubernetes
+            .as_ref()
+            .map(|k| k.versions())
+            .unwrap_or_default(),
         formats: &request.formats,
         out,
         work,

@@ -20,6 +20,7 @@ pub mod build;
 pub mod customize;
 pub mod fetch;
 pub mod import;
+pub mod kubernetes;
 pub mod output;
 pub mod rootfs;
 pub mod source;

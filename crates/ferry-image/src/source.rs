@@ -218,7 +218,7 @@ impl Platform {
         }
     }
 
-    fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
+    pub(crate) fn matches(&self, os: &str, architecture: &str, variant: Option<&str>) -> bool {
         self.os == os
             && self.architecture == architecture
             && (self.variant.is_none() || self.variant.as_deref() == variant)
@@ -600,6 +600,12 @@ impl<R: Read> Read for Verify<R> {
         }
         Ok(0)
     }
+}
+
+/// `inner`, checked against `expected` as it streams: the read that reaches
+/// the end fails with [`io::ErrorKind::InvalidData`] on a mismatch.
+pub fn verifying<R: Read + Send>(inner: R, expected: Digest, what: String) -> impl Read + Send {
+    Verify::new(inner, expected, what)
 }
 
 /// A layer's tar stream, checked against its blob digest and diff_id.

@@ -82,6 +82,10 @@ pub struct ImageSpec {
     /// files `ferry bundle push` writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_mirrors: Option<MirrorSpec>,
+    /// A Kubernetes node: components, their configuration and preloaded
+    /// images (docs/image-kubernetes.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSpec>,
     #[serde(default)]
     pub sysprep: SysprepSpec,
 }
@@ -347,6 +351,9 @@ pub struct MirrorSpec {
     /// --to` put the images.
     pub registry: String,
     /// Upstream registries mirrored (`docker.io`, `registry.k8s.io`, ...).
+    /// Default with a `kubernetes:` section: every registry its images
+    /// name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub upstreams: Vec<String>,
     /// The registry speaks plain HTTP.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -357,6 +364,117 @@ pub struct MirrorSpec {
     /// The registry's CA (PEM), also added to the trust store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+}
+
+/// A Kubernetes node image (docs/image-kubernetes.md).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// The Kubernetes version (`1.30.4`; a leading `v` is allowed): the
+    /// compatibility matrix's row the components are checked against.
+    pub version: String,
+    /// A compatibility matrix file replacing the one ferry ships
+    /// (relative to the spec file; `ferry image matrix` prints the
+    /// shipped one). `--matrix` replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matrix: Option<PathBuf>,
+    /// Where kubelet, kubeadm, kubectl, containerd, runc and crictl are
+    /// installed: `/usr/bin` (default) or `/usr/local/bin`. CNI plugins
+    /// go to `/opt/cni/bin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_dir: Option<String>,
+    pub components: ComponentsSpec,
+    /// The pod sandbox image containerd runs (`sandbox_image`). Default:
+    /// the matrix's pause image. With `registry_mirrors`, containerd is
+    /// pinned to its copy on the site registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_image: Option<String>,
+    #[serde(default)]
+    pub preload: PreloadSpec,
+}
+
+/// The components of a node, each a file artifact (or an archive of
+/// them) in ferry's store or a bundle.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentsSpec {
+    pub kubelet: ComponentSpec,
+    pub kubeadm: ComponentSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubectl: Option<ComponentSpec>,
+    pub containerd: ComponentSpec,
+    pub runc: ComponentSpec,
+    pub cni_plugins: ComponentSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crictl: Option<ComponentSpec>,
+}
+
+/// One component.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    /// A file artifact: `files/kubelet:v1.30.4` (ferry's store) or
+    /// `bundle:site.ferry:files/kubelet:v1.30.4`. Every file it holds is
+    /// installed; a `.tar`, `.tar.gz` or `.tgz` is unpacked and its
+    /// executables installed.
+    pub artifact: String,
+    /// The component's version. Default: the artifact's
+    /// `org.opencontainers.image.version` annotation, else its tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Images containerd has before kubelet starts.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreloadSpec {
+    /// The matrix's control-plane images for the version (what `kubeadm
+    /// config images list` prints), default true.
+    #[serde(default = "yes")]
+    pub control_plane: bool,
+    /// More images, by the name the node uses (`docker.io/library/busybox:1.36`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<PreloadImage>,
+    /// Where images are read from when an image does not say: `store`
+    /// (ferry's store, where `ferry bundle import` put them; default),
+    /// `bundle:FILE`, or a registry `HOST[:PORT][/PREFIX]` (as `ferry
+    /// bundle push --to` placed them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+impl Default for PreloadSpec {
+    fn default() -> Self {
+        PreloadSpec {
+            control_plane: true,
+            images: Vec::new(),
+            from: None,
+        }
+    }
+}
+
+/// A preloaded image: its name on the node, or the name and where to
+/// read it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PreloadImage {
+    Name(String),
+    From {
+        /// The name containerd gives it (`registry.k8s.io/pause:3.9`).
+        name: String,
+        /// Where it is read: a store reference (`store:pause:3.9`), a
+        /// bundle entry (`bundle:site.ferry:REF`), a registry reference,
+        /// `oci:DIR:REF` or `oci-archive:FILE:REF`.
+        from: String,
+    },
+}
+
+impl PreloadImage {
+    pub fn name(&self) -> &str {
+        match self {
+            PreloadImage::Name(name) | PreloadImage::From { name, .. } => name,
+        }
+    }
 }
 
 /// What is cleaned so every clone boots as a new machine.

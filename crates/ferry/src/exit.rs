@@ -477,6 +477,7 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
     use ferry_image::boot::{grub::GrubError, kernel::KernelError, live::NoLiveInitramfs};
     use ferry_image::build::BuildError;
     use ferry_image::customize::CustomizeError;
+    use ferry_image::kubernetes::KubernetesError;
     use ferry_image::output::{
         OutputError, disk::DiskError, iso::IsoError, netboot::NetbootError, ova::OvaError,
         squashfs::SquashfsError,
@@ -495,6 +496,7 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
             BuildError::Kernel(_) => Some(Class::Usage),
             BuildError::Assemble(e) => image_class(e),
             BuildError::Output(e) => image_class(e),
+            BuildError::Kubernetes(e) => image_class(e),
             _ => None,
         };
     }
@@ -521,8 +523,16 @@ fn image_class(link: &(dyn Error + 'static)) -> Option<Class> {
             LayerError::Path { .. } | LayerError::Unsupported { .. } => Some(Class::Damaged),
         };
     }
+    if let Some(e) = as_a::<KubernetesError>(link) {
+        return match e {
+            KubernetesError::Customize(e) => image_class(e.as_ref()),
+            KubernetesError::Rootfs(_) => None,
+            _ => Some(Class::Usage),
+        };
+    }
     if let Some(e) = as_a::<CustomizeError>(link) {
         return match e {
+            CustomizeError::Kubernetes(e) => image_class(e.as_ref()),
             CustomizeError::Read { .. } => None,
             _ => Some(Class::Usage),
         };

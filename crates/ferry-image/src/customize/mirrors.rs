@@ -21,8 +21,11 @@ use super::{Context, CustomizeError, CustomizeReport, certs, write_file};
 use crate::rootfs::Rootfs;
 use crate::spec::MirrorSpec;
 
+/// `node_registries`: the registries a Kubernetes node's images name, the
+/// upstreams when the spec lists none.
 pub fn apply(
     spec: &MirrorSpec,
+    node_registries: &BTreeSet<String>,
     rootfs: &mut Rootfs,
     cx: &Context<'_>,
     report: &mut CustomizeReport,
@@ -32,7 +35,12 @@ pub fn apply(
         .registry
         .parse()
         .map_err(|e: String| CustomizeError::invalid(what, e))?;
-    if spec.upstreams.is_empty() {
+    let upstreams: BTreeSet<String> = if spec.upstreams.is_empty() {
+        node_registries.clone()
+    } else {
+        spec.upstreams.iter().cloned().collect()
+    };
+    if upstreams.is_empty() {
         return Err(CustomizeError::invalid(
             what,
             "name the upstream registries to mirror (upstreams: [docker.io, registry.k8s.io])",
@@ -58,7 +66,6 @@ pub fn apply(
         skip_verify: spec.insecure && !spec.plain_http,
         ca_pem,
     };
-    let upstreams: BTreeSet<String> = spec.upstreams.iter().cloned().collect();
     for (path, bytes) in prefix_mirror_files(&upstreams, &target, &access, &serde_json::json!({})) {
         if let Some(rest) = path.strip_prefix("containerd/") {
             write_file(rootfs, cx, &format!("etc/containerd/{rest}"), &bytes, 0o644)?;
@@ -83,5 +90,39 @@ pub fn apply(
         }
         report.files_written += 1;
     }
+    if !upstreams.contains(&target.registry) {
+        site_registry(&target.registry, &access, rootfs, cx)?;
+        report.files_written += 1;
+    }
     Ok(())
+}
+
+/// `certs.d/<site registry>/hosts.toml`: how containerd reaches the site
+/// registry by its own name (the sandbox image is pinned there), over
+/// plain HTTP or with its CA, as the upstreams' mirrors do.
+fn site_registry(
+    registry: &str,
+    access: &Access,
+    rootfs: &mut Rootfs,
+    cx: &Context<'_>,
+) -> Result<(), CustomizeError> {
+    let url = access.base_url.trim_end_matches('/');
+    let mut toml = format!(
+        "# Written by ferry image build: the site registry itself.\nserver = \"{url}\"\n\n[host.\"{url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    );
+    let dir = format!("etc/containerd/certs.d/{registry}");
+    if let Some(pem) = &access.ca_pem {
+        toml.push_str("  ca = \"ca.crt\"\n");
+        write_file(rootfs, cx, &format!("{dir}/ca.crt"), pem, 0o644)?;
+    }
+    if access.skip_verify {
+        toml.push_str("  skip_verify = true\n");
+    }
+    write_file(
+        rootfs,
+        cx,
+        &format!("{dir}/hosts.toml"),
+        toml.as_bytes(),
+        0o644,
+    )
 }

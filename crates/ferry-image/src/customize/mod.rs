@@ -7,7 +7,8 @@
 //! trust bundle), so nothing depends on executing the image's binaries
 //! on the build host. The order is fixed: accounts first (files may name
 //! their owners), then files, directories and symlinks, CA certificates,
-//! hostname, systemd, cloud-init, registry mirrors, and sysprep last so
+//! hostname, systemd, cloud-init, registry mirrors, the Kubernetes node
+//! ([`crate::kubernetes`]), and sysprep last so
 //! nothing a step writes survives as machine identity.
 
 pub mod accounts;
@@ -18,6 +19,7 @@ pub mod mirrors;
 pub mod sysprep;
 pub mod systemd;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::rootfs::{Meta, Rootfs, RootfsError, tree};
@@ -29,12 +31,20 @@ pub enum CustomizeError {
     Rootfs(#[from] RootfsError),
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
+    #[error(transparent)]
+    Kubernetes(Box<crate::kubernetes::KubernetesError>),
     #[error("{path}: {source}")]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::kubernetes::KubernetesError> for CustomizeError {
+    fn from(e: crate::kubernetes::KubernetesError) -> Self {
+        CustomizeError::Kubernetes(Box::new(e))
+    }
 }
 
 impl CustomizeError {
@@ -49,9 +59,59 @@ impl CustomizeError {
 /// Where file content named by the spec comes from besides inline text
 /// and local files: file artifacts in ferry's store or a bundle.
 pub trait ArtifactFiles {
+    /// The files artifact `reference` holds and what its manifest says.
+    fn describe(&self, reference: &str) -> Result<ArtifactInfo, String>;
+    /// The bytes of `file` (one of [`ArtifactFiles::describe`]'s), checked
+    /// against its digest as they stream: a mismatch fails the last read.
+    fn open(&self, reference: &str, file: &ArtifactFile) -> Result<Box<dyn Read + Send>, String>;
+
     /// The bytes of file `file` (its title; `None`: the artifact's only
-    /// file) of artifact `reference`.
-    fn read(&self, reference: &str, file: Option<&str>) -> Result<Vec<u8>, String>;
+    /// file) of artifact `reference`, read whole: for small files.
+    fn read(&self, reference: &str, file: Option<&str>) -> Result<Vec<u8>, String> {
+        let info = self.describe(reference)?;
+        let found = match file {
+            Some(name) => info
+                .files
+                .iter()
+                .find(|f| f.title == name || f.title.rsplit('/').next() == Some(name)),
+            None if info.files.len() == 1 => info.files.first(),
+            None => None,
+        }
+        .ok_or_else(|| {
+            format!(
+                "{reference} holds the files {}: name one with artifact_file",
+                info.files
+                    .iter()
+                    .map(|f| f.title.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        let mut bytes = Vec::new();
+        self.open(reference, found)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("{reference}: {}: {e}", found.title))?;
+        Ok(bytes)
+    }
+}
+
+/// A file artifact's manifest, as [`ArtifactFiles::describe`] reads it.
+#[derive(Debug, Clone)]
+pub struct ArtifactInfo {
+    /// The digest of its manifest.
+    pub digest: ferry_oci::Digest,
+    /// The manifest's annotations (`org.opencontainers.image.version`).
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// Its files, one per titled layer, in the manifest's order.
+    pub files: Vec<ArtifactFile>,
+}
+
+/// One file of an artifact: a layer titled `org.opencontainers.image.title`.
+#[derive(Debug, Clone)]
+pub struct ArtifactFile {
+    pub title: String,
+    pub digest: ferry_oci::Digest,
+    pub size: u64,
 }
 
 /// What the steps need besides the spec.
@@ -61,6 +121,8 @@ pub struct Context<'a> {
     /// Modification time of everything ferry writes (SOURCE_DATE_EPOCH).
     pub mtime: i64,
     pub artifacts: &'a dyn ArtifactFiles,
+    /// What a `kubernetes:` section needs besides the spec.
+    pub kubernetes: &'a crate::kubernetes::Inputs,
 }
 
 impl Context<'_> {
@@ -90,6 +152,8 @@ pub struct CustomizeReport {
     pub units_enabled: Vec<String>,
     pub ca_certificates: usize,
     pub sysprep_removed: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<crate::kubernetes::KubernetesReport>,
 }
 
 /// Applies every step of `spec` to `rootfs`.
@@ -110,7 +174,20 @@ pub fn apply(
         cloud_init::apply(seed, spec.name.as_deref(), rootfs, cx)?;
     }
     if let Some(mirrors) = &spec.registry_mirrors {
-        mirrors::apply(mirrors, rootfs, cx, &mut report)?;
+        let node_registries = match &spec.kubernetes {
+            Some(k) => crate::kubernetes::upstreams(k, &cx.kubernetes.matrix)?,
+            None => Default::default(),
+        };
+        mirrors::apply(mirrors, &node_registries, rootfs, cx, &mut report)?;
+    }
+    if let Some(k) = &spec.kubernetes {
+        report.kubernetes = Some(crate::kubernetes::apply(
+            spec,
+            k,
+            cx.kubernetes,
+            rootfs,
+            cx,
+        )?);
     }
     if spec.sysprep.enabled {
         report.sysprep_removed = sysprep::apply(rootfs, cx)?;

@@ -155,13 +155,21 @@ fn has_file(rootfs: &Rootfs, path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::customize::ArtifactFiles;
+    use crate::customize::{ArtifactFile, ArtifactFiles, ArtifactInfo};
     use crate::rootfs::Meta;
 
     struct NoArtifacts;
 
     impl ArtifactFiles for NoArtifacts {
-        fn read(&self, reference: &str, _: Option<&str>) -> Result<Vec<u8>, String> {
+        fn describe(&self, reference: &str) -> Result<ArtifactInfo, String> {
+            Err(format!("no artifacts here ({reference})"))
+        }
+
+        fn open(
+            &self,
+            reference: &str,
+            _: &ArtifactFile,
+        ) -> Result<Box<dyn std::io::Read + Send>, String> {
             Err(format!("no artifacts here ({reference})"))
         }
     }
@@ -183,6 +191,7 @@ mod tests {
             spec_dir: Path::new("."),
             mtime: 1_700_000_000,
             artifacts: &NoArtifacts,
+            kubernetes: &Default::default(),
         };
         apply(rootfs, &cx).unwrap();
     }

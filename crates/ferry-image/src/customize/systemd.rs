@@ -28,22 +28,40 @@ pub fn apply(
     report: &mut CustomizeReport,
 ) -> Result<(), CustomizeError> {
     for unit in &spec.enable {
-        enable(rootfs, cx, unit, &mut Vec::new())?;
+        enable_unit(rootfs, cx, unit)?;
         report.units_enabled.push(unit.clone());
     }
     for unit in &spec.disable {
         disable(rootfs, unit)?;
     }
     for unit in &spec.mask {
-        let path = Path::new(ETC).join(unit);
-        let path = rootfs.ensure_parents(&path, cx.mtime)?;
-        rootfs.symlink(&path, Path::new("/dev/null"), cx.meta(0o777))?;
+        mask_unit(rootfs, cx, unit)?;
     }
     if let Some(target) = &spec.default_target {
         let file = find_unit(rootfs, target).ok_or_else(|| not_found(target))?;
         let link = rootfs.ensure_parents(&Path::new(ETC).join("default.target"), cx.mtime)?;
         rootfs.symlink(&link, &Path::new("/").join(file), cx.meta(0o777))?;
     }
+    Ok(())
+}
+
+/// `systemctl enable UNIT` for a unit another step of the build wrote.
+pub(crate) fn enable_unit(
+    rootfs: &mut Rootfs,
+    cx: &Context<'_>,
+    unit: &str,
+) -> Result<(), CustomizeError> {
+    enable(rootfs, cx, unit, &mut Vec::new())
+}
+
+/// `systemctl mask UNIT`: a link to `/dev/null` in `/etc/systemd/system`.
+pub(crate) fn mask_unit(
+    rootfs: &mut Rootfs,
+    cx: &Context<'_>,
+    unit: &str,
+) -> Result<(), CustomizeError> {
+    let path = rootfs.ensure_parents(&Path::new(ETC).join(unit), cx.mtime)?;
+    rootfs.symlink(&path, Path::new("/dev/null"), cx.meta(0o777))?;
     Ok(())
 }
 
@@ -121,16 +139,6 @@ fn install_section(text: &str) -> Install {
         }
     }
     install
-}
-
-/// Enables `unit` as `systemctl enable` does, for the steps that add
-/// units of their own (sysprep).
-pub(crate) fn enable_unit(
-    rootfs: &mut Rootfs,
-    cx: &Context<'_>,
-    unit: &str,
-) -> Result<(), CustomizeError> {
-    enable(rootfs, cx, unit, &mut Vec::new())
 }
 
 fn enable(

@@ -544,13 +544,18 @@ fn capi_properties(spec: &crate::spec::ImageSpec, facts: &ImageFacts<'_>) -> Vec
 /// image-builder's property for a component's version: `KUBERNETES_SEMVER`
 /// and `CNI_VERSION` hold its `kubernetes_semver` and
 /// `kubernetes_cni_semver`, which carry a leading `v` (`v1.30.4`,
-/// `v1.3.0`); `CONTAINERD_VERSION` its `containerd_version` (`1.7.13`).
-/// Components image-builder has no property for get `<COMPONENT>_VERSION`
-/// (`RUNC_VERSION`, `CRICTL_VERSION`, ...), the version as given.
+/// `v1.3.0`); `CONTAINERD_VERSION` its `containerd_version`, which does
+/// not (`1.7.13`). Components image-builder has no property for get
+/// `<COMPONENT>_VERSION` (`RUNC_VERSION`, `CRICTL_VERSION`, ...), the
+/// version as given.
 fn version_property(component: &str, version: &str) -> (String, String) {
     match component {
         "kubernetes" => ("KUBERNETES_SEMVER".into(), semver(version)),
         "cni" | "cni_plugins" | "cni-plugins" => ("CNI_VERSION".into(), semver(version)),
+        "containerd" => (
+            "CONTAINERD_VERSION".into(),
+            version.strip_prefix('v').unwrap_or(version).to_owned(),
+        ),
         other => {
             let upper: String = other
                 .chars()
@@ -596,7 +601,7 @@ mod tests {
     fn kubernetes_node() -> (ovf::Appliance, String) {
         let versions: BTreeMap<String, String> = [
             ("kubernetes", "1.30.4"),
-            ("containerd", "1.7.13"),
+            ("containerd", "v1.7.13"),
             ("runc", "1.1.12"),
             ("cni_plugins", "1.3.0"),
             ("crictl", "1.28.0"),

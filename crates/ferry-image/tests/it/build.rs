@@ -55,6 +55,7 @@ fn built() -> &'static Built {
                 processors: 2,
                 push: None,
                 keep_work: false,
+                kubernetes: Default::default(),
             };
             let report = build::build(&base, &NoArtifacts, &request, &NoProgress).unwrap();
             std::fs::rename(&out, dir.path().join(kept)).unwrap();

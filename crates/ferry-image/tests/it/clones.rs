@@ -82,6 +82,7 @@ fn two_vms_from_one_qcow2_get_their_own_machine_id_and_ssh_host_keys() {
             processors: 2,
             push: None,
             keep_work: false,
+            kubernetes: Default::default(),
         },
         &NoProgress,
     )

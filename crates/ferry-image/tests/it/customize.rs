@@ -5,18 +5,34 @@
 
 use std::path::Path;
 
-use ferry_image::customize::{self, ArtifactFiles};
+use ferry_image::customize::{self, ArtifactFile, ArtifactFiles, ArtifactInfo};
 use ferry_image::rootfs::{Kind, Rootfs, layer};
 use ferry_image::spec::ImageSpec;
+use ferry_oci::{Algorithm, Digest};
 
 struct OneArtifact;
 
+const HELM: &[u8] = b"#!/bin/sh\necho helm\n";
+
 impl ArtifactFiles for OneArtifact {
-    fn read(&self, reference: &str, file: Option<&str>) -> Result<Vec<u8>, String> {
-        match (reference, file) {
-            ("tools/helm:3.15", None) => Ok(b"#!/bin/sh\necho helm\n".to_vec()),
-            _ => Err(format!("no artifact {reference}")),
+    fn describe(&self, reference: &str) -> Result<ArtifactInfo, String> {
+        if reference != "tools/helm:3.15" {
+            return Err(format!("no artifact {reference}"));
         }
+        let digest = Digest::of(Algorithm::Sha256, HELM);
+        Ok(ArtifactInfo {
+            digest: digest.clone(),
+            annotations: Default::default(),
+            files: vec![ArtifactFile {
+                title: "helm".into(),
+                digest,
+                size: HELM.len() as u64,
+            }],
+        })
+    }
+
+    fn open(&self, _: &str, _: &ArtifactFile) -> Result<Box<dyn std::io::Read + Send>, String> {
+        Ok(Box::new(HELM))
     }
 }
 
@@ -111,6 +127,7 @@ fn every_step_lands_where_the_distributions_tools_look() {
         spec_dir: dir.path(),
         mtime: 1_700_000_000,
         artifacts: &OneArtifact,
+        kubernetes: &Default::default(),
     };
     let report = customize::apply(&spec, &mut rootfs, &cx).unwrap();
     assert_eq!(report.users, ["alice"]);
@@ -238,6 +255,7 @@ fn impossible_requests_are_refused_with_what_and_why() {
             spec_dir: dir.path(),
             mtime: 0,
             artifacts: &OneArtifact,
+            kubernetes: &Default::default(),
         };
         customize::apply(&spec, &mut rootfs, &cx)
             .unwrap_err()

@@ -8,10 +8,11 @@
 
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use ferry_image::customize::{self, ArtifactFiles};
+use ferry_image::customize::{self, ArtifactFile, ArtifactFiles, ArtifactInfo};
 use ferry_image::import::{self, LayerCompression};
 use ferry_image::rootfs::{Rootfs, layer};
 use ferry_image::source::{BaseImage, Platform};
@@ -71,7 +72,11 @@ pub fn debian_base(dir: &Path, mtime: i64) -> BaseImage {
 pub struct NoArtifacts;
 
 impl ArtifactFiles for NoArtifacts {
-    fn read(&self, reference: &str, _: Option<&str>) -> Result<Vec<u8>, String> {
+    fn describe(&self, reference: &str) -> Result<ArtifactInfo, String> {
+        Err(format!("no artifacts in this test ({reference})"))
+    }
+
+    fn open(&self, reference: &str, _: &ArtifactFile) -> Result<Box<dyn Read + Send>, String> {
         Err(format!("no artifacts in this test ({reference})"))
     }
 }
@@ -92,6 +97,7 @@ pub fn debian_rootfs(stage: &Path, mtime: i64) -> Rootfs {
         spec_dir: Path::new("."),
         mtime,
         artifacts: &NoArtifacts,
+        kubernetes: &Default::default(),
     };
     customize::apply(&spec, &mut rootfs, &cx).unwrap();
     rootfs

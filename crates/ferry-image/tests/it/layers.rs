@@ -347,6 +347,7 @@ fn assemble(layout: &Path, manifest: &Digest, stage: &Path) -> Result<Rootfs, As
         &spec,
         Path::new("."),
         &NoArtifacts,
+        &Default::default(),
         stage,
         EPOCH,
         &NoProgress,

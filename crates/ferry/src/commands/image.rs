@@ -1,7 +1,7 @@
 //! `ferry image build|import|schema`: OS images built offline from an OCI
 //! image (crates/ferry-image).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use ferry_image::build::{self, BuildRequest};
 use ferry_image::import::LayerCompression;
+use ferry_image::kubernetes::matrix::Matrix;
+use ferry_image::kubernetes::preload::PreloadSource;
 use ferry_image::source::{BaseImage, BaseRef, Blobs, BundleBlobs, Platform};
 use ferry_image::spec::{Format, ImageSpec};
 
@@ -29,6 +31,22 @@ pub enum ImageCommand {
     Import(ImportArgs),
     /// Print the JSON schema of image.yaml.
     Schema,
+    /// Print the Kubernetes compatibility matrix a build checks components
+    /// against (ferry's own, or the file given).
+    Matrix(MatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MatrixArgs {
+    /// A matrix file to print instead of ferry's (checked as a build would).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
+    /// Only this Kubernetes version's row.
+    #[arg(long, value_name = "VERSION")]
+    pub kubernetes: Option<String>,
+    /// Print it as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +82,14 @@ pub struct BuildArgs {
     /// Print the build report (manifest.json) as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The Kubernetes compatibility matrix, replacing ferry's and the
+    /// spec's `kubernetes.matrix` (`ferry image matrix` prints ferry's).
+    #[arg(long, value_name = "FILE")]
+    pub matrix: Option<PathBuf>,
+    /// Build a Kubernetes node whose components do not fit the matrix;
+    /// manifest.json records the mismatch.
+    #[arg(long)]
+    pub allow_mismatch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -98,7 +124,49 @@ pub async fn run(global: &GlobalArgs, command: ImageCommand) -> anyhow::Result<E
             print_json(&ferry_image::spec::ImageSpec::json_schema())?;
             Ok(ExitCode::SUCCESS)
         }
+        ImageCommand::Matrix(args) => matrix_cmd(args),
     }
+}
+
+fn load_matrix(path: Option<&Path>) -> anyhow::Result<Matrix> {
+    Ok(match path {
+        Some(path) => Matrix::load(path).map_err(UserError::from_error)?,
+        None => Matrix::shipped(),
+    })
+}
+
+fn matrix_cmd(args: MatrixArgs) -> anyhow::Result<ExitCode> {
+    let mut matrix = load_matrix(args.matrix.as_deref())?;
+    if let Some(version) = &args.kubernetes {
+        let row = matrix.row(version).map_err(UserError::from_error)?.clone();
+        matrix.kubernetes = [(version.clone(), row)].into();
+    }
+    if args.json {
+        print_json(&matrix)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Kubernetes compatibility matrix {} ({})",
+        matrix.version, matrix.origin
+    );
+    println!(
+        "{:<12} {:<12} {:<10} {:<12} {:<10} {}",
+        "KUBERNETES", "CONTAINERD", "RUNC", "CNI PLUGINS", "CRICTL", "SANDBOX IMAGE"
+    );
+    for version in matrix.versions() {
+        let row = &matrix.kubernetes[version];
+        println!(
+            "{:<12} {:<12} {:<10} {:<12} {:<10} {}",
+            version, row.containerd, row.runc, row.cni_plugins, row.crictl, row.sandbox_image
+        );
+    }
+    for version in matrix.versions() {
+        println!("\nkubeadm images for {version}:");
+        for image in &matrix.kubernetes[version].images {
+            println!("  {image}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// SOURCE_DATE_EPOCH (reproducible builds' convention), else now.
@@ -170,6 +238,58 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// The manifest or index `reference` names (a base or a preloaded image)
+/// and the blobs it is in: ferry's store, a bundle read in place, or
+/// anything `bundle create` reads, fetched into the content cache.
+async fn locate(
+    global: &GlobalArgs,
+    store: &ferry_store::Store,
+    reference: &str,
+    spec: &ImageSpec,
+    spec_dir: &Path,
+    platform: &Platform,
+    bars: &Arc<Bars>,
+) -> anyhow::Result<(Arc<dyn Blobs>, ferry_oci::Digest)> {
+    Ok(
+        match BaseRef::parse(reference, spec_dir).map_err(UserError::from_error)? {
+            BaseRef::Store {
+                repository,
+                reference,
+            } => {
+                let r =
+                    ferry_store::ManifestRef::parse(&reference).map_err(UserError::from_error)?;
+                let digest = store.resolve_manifest(&repository, &r)?.ok_or_else(|| {
+                    ferry_image::source::SourceError::NotInStore {
+                        reference: format!("{repository}:{reference}"),
+                        store: store.root().display().to_string(),
+                    }
+                })?;
+                (Arc::new(store.clone()), digest)
+            }
+            BaseRef::Bundle { file, name } => {
+                let bundle = Arc::new(crate::commands::bundle::open(file).await?);
+                let root = ferry_image::artifacts::find_entry(&bundle, name.as_deref())
+                    .map_err(UserError::new)?;
+                (Arc::new(BundleBlobs(bundle)), root)
+            }
+            BaseRef::Fetched(reference) => {
+                let cache_dir = crate::output::state_dir(global).join("cache");
+                let cache = ferry_bundle::cache::ContentCache::open(&cache_dir)?;
+                let root = ferry_image::fetch::fetch(
+                    &reference,
+                    &spec.hosts,
+                    platform,
+                    spec_dir,
+                    &cache,
+                    bars.as_ref(),
+                )
+                .await?;
+                (Arc::new(cache.store().clone()), root)
+            }
+        },
+    )
+}
+
 async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let (mut spec, spec_dir) = match &args.file {
         Some(path) => {
@@ -222,41 +342,39 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
         None => None,
     };
     let bars = Arc::new(Bars::new(quiet, "image", None));
-    let base_ref = BaseRef::parse(&spec.base, &spec_dir).map_err(UserError::from_error)?;
-    let (blobs, root): (Arc<dyn Blobs>, ferry_oci::Digest) = match base_ref {
-        BaseRef::Store {
-            repository,
-            reference,
-        } => {
-            let r = ferry_store::ManifestRef::parse(&reference).map_err(UserError::from_error)?;
-            let digest = store.resolve_manifest(&repository, &r)?.ok_or_else(|| {
-                ferry_image::source::SourceError::NotInStore {
-                    reference: format!("{repository}:{reference}"),
-                    store: store.root().display().to_string(),
-                }
-            })?;
-            (Arc::new(store.clone()), digest)
+    let (blobs, root) = locate(
+        global, &store, &spec.base, &spec, &spec_dir, &platform, &bars,
+    )
+    .await?;
+    let matrix = match (
+        &args.matrix,
+        spec.kubernetes.as_ref().and_then(|k| k.matrix.as_ref()),
+    ) {
+        (Some(path), _) => load_matrix(Some(path))?,
+        (None, Some(path)) => load_matrix(Some(&spec_dir.join(path)))?,
+        (None, None) => Matrix::shipped(),
+    };
+    let mut preload = Vec::new();
+    if let Some(k) = &spec.kubernetes {
+        let wanted =
+            ferry_image::kubernetes::preload_wanted(k, &matrix).map_err(UserError::from_error)?;
+        for (name, from) in wanted {
+            let (blobs, root) = locate(global, &store, &from, &spec, &spec_dir, &platform, &bars)
+                .await
+                .map_err(|e| e.context(format!("kubernetes.preload: {name} (read from {from})")))?;
+            preload.push(PreloadSource {
+                name,
+                from,
+                blobs,
+                root,
+            });
         }
-        BaseRef::Bundle { file, name } => {
-            let bundle = Arc::new(crate::commands::bundle::open(file).await?);
-            let root = ferry_image::artifacts::find_entry(&bundle, name.as_deref())
-                .map_err(UserError::new)?;
-            (Arc::new(BundleBlobs(bundle)), root)
-        }
-        BaseRef::Fetched(reference) => {
-            let cache_dir = crate::output::state_dir(global).join("cache");
-            let cache = ferry_bundle::cache::ContentCache::open(&cache_dir)?;
-            let root = ferry_image::fetch::fetch(
-                &reference,
-                &spec.hosts,
-                &platform,
-                &spec_dir,
-                &cache,
-                bars.as_ref(),
-            )
-            .await?;
-            (Arc::new(cache.store().clone()), root)
-        }
+    }
+    let kubernetes = ferry_image::kubernetes::Inputs {
+        matrix,
+        allow_mismatch: args.allow_mismatch,
+        preload,
+        platform: platform.clone(),
     };
     let reference = spec.base.clone();
     let processors = args
@@ -279,6 +397,7 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
             processors,
             push,
             keep_work,
+            kubernetes,
         };
         let report = build::build(&base, &artifacts, &request, build_bars.as_ref());
         anyhow::Ok(report?)
