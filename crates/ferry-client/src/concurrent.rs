@@ -45,14 +45,20 @@ pub async fn push_blobs(
         let semaphore = semaphore.clone();
         let progress = progress.clone();
         tasks.spawn(async move {
-            let _permit = semaphore
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            // Closed when a push met a registry-wide refusal: the pushes
+            // still waiting never start.
+            let Ok(_permit) = semaphore.clone().acquire_owned().await else {
+                return (index, Err(cancelled()));
+            };
             let result = blob
                 .repository
                 .push_blob(&blob.digest, &*blob.source, &blob.options, &*progress)
                 .await;
+            // Closed before this push's permit is released, so that no
+            // waiting push slips in between the refusal and the abort below.
+            if result.as_ref().is_err_and(ClientError::is_registry_wide) {
+                semaphore.close();
+            }
             (index, result)
         });
     }
@@ -69,12 +75,10 @@ pub async fn push_blobs(
     }
     Ok(results
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(ClientError::InvalidArgument(
-                    "blob push task was cancelled".into(),
-                ))
-            })
-        })
+        .map(|r| r.unwrap_or_else(|| Err(cancelled())))
         .collect())
+}
+
+fn cancelled() -> ClientError {
+    ClientError::InvalidArgument("blob push task was cancelled".into())
 }

@@ -44,7 +44,7 @@ impl Store {
     /// bits, so that session URLs cannot be guessed).
     pub fn start_upload(&self, repo: &str) -> Result<String> {
         let id = fsutil::random_hex(16);
-        self.create_session(repo, &id)?;
+        self.create_session(repo, &id, false)?;
         Ok(id)
     }
 
@@ -57,7 +57,7 @@ impl Store {
     pub fn resume_or_start_upload(&self, repo: &str, id: &str) -> Result<UploadWriter> {
         match self.open_upload(repo, id) {
             Err(StoreError::UploadUnknown(_)) if is_session_id(id) => {
-                self.create_session(repo, id)?;
+                self.create_session(repo, id, false)?;
                 self.open_upload(repo, id)
             }
             other => other,
@@ -67,9 +67,20 @@ impl Store {
     /// Creates session `id`. It is put together in `tmp/` and renamed into
     /// `uploads/` whole, so a session exists with both its files or not at
     /// all: a failure half-way (a full disk) leaves nothing behind.
-    fn create_session(&self, repo: &str, id: &str) -> Result<()> {
+    /// `claimed`: the session is busy from the moment it is visible, so
+    /// that garbage collection never takes it before its writer opens it
+    /// (with no grace period, a session nobody writes to yet is idle).
+    fn create_session(&self, repo: &str, id: &str, claimed: bool) -> Result<()> {
         check_repository(repo)?;
         let dir = self.layout().upload(id);
+        self.inner.uploads.lock().expect("uploads lock").insert(
+            id.to_string(),
+            UploadState {
+                repo: repo.to_string(),
+                hasher: Some(Hasher::new(Algorithm::Sha256)),
+                busy: claimed,
+            },
+        );
         let staging = fsutil::temp_path(&self.layout().tmp());
         let created = (|| {
             fs::create_dir(&staging)?;
@@ -80,16 +91,9 @@ impl Store {
         })();
         if let Err(source) = created {
             let _ = fs::remove_dir_all(&staging);
+            self.inner.uploads.lock().expect("uploads lock").remove(id);
             return Err(source).at(&dir);
         }
-        self.inner.uploads.lock().expect("uploads lock").insert(
-            id.to_string(),
-            UploadState {
-                repo: repo.to_string(),
-                hasher: Some(Hasher::new(Algorithm::Sha256)),
-                busy: false,
-            },
-        );
         Ok(())
     }
 
@@ -125,6 +129,16 @@ impl Store {
             state.busy = true;
             state.hasher.take()
         };
+        self.writer(id, dir, hasher)
+    }
+
+    /// The writer of session `id` in `dir`, which the caller has claimed.
+    fn writer(
+        &self,
+        id: &str,
+        dir: std::path::PathBuf,
+        hasher: Option<Hasher>,
+    ) -> Result<UploadWriter> {
         let mut writer = UploadWriter {
             store: self.clone(),
             id: id.to_string(),
@@ -165,8 +179,17 @@ impl Store {
             self.link_blob(repo, digest)?;
             return Ok(existing);
         }
-        let id = self.start_upload(repo)?;
-        let mut writer = self.open_upload(repo, &id)?;
+        // Claimed from its creation: see `create_session`.
+        let id = fsutil::random_hex(16);
+        self.create_session(repo, &id, true)?;
+        let hasher = self
+            .inner
+            .uploads
+            .lock()
+            .expect("uploads lock")
+            .get_mut(&id)
+            .and_then(|state| state.hasher.take());
+        let mut writer = self.writer(&id, self.layout().upload(&id), hasher)?;
         writer.set_algorithm(digest.algorithm())?;
         let mut buf = vec![0u8; WRITE_BUFFER];
         loop {

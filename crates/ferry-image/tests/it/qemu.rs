@@ -41,6 +41,19 @@ pub fn boot_until(
     timeout: Duration,
     work: &Path,
 ) -> String {
+    boot_with_nic(firmware, medium, "none", marker, timeout, work)
+}
+
+/// [`boot_until`] with QEMU's `-nic` option `nic` (`user,model=virtio-net-pci`:
+/// the guest reaches the host's loopback services at 10.0.2.2).
+pub fn boot_with_nic(
+    firmware: Firmware,
+    medium: &Medium,
+    nic: &str,
+    marker: &str,
+    timeout: Duration,
+    work: &Path,
+) -> String {
     {
         let mut running = RUNNING.lock().unwrap();
         while *running >= PARALLEL {
@@ -48,7 +61,7 @@ pub fn boot_until(
         }
         *running += 1;
     }
-    let result = run(firmware, medium, marker, timeout, work);
+    let result = run(firmware, medium, nic, marker, timeout, work);
     *RUNNING.lock().unwrap() -= 1;
     FREED.notify_one();
     match result {
@@ -60,6 +73,7 @@ pub fn boot_until(
 fn run(
     firmware: Firmware,
     medium: &Medium,
+    nic: &str,
     marker: &str,
     timeout: Duration,
     work: &Path,
@@ -72,7 +86,7 @@ fn run(
         .args(["-display", "none", "-no-reboot", "-monitor", "none"])
         .arg("-serial")
         .arg(format!("file:{}", log.display()))
-        .args(["-nic", "none"]);
+        .args(["-nic", nic]);
     if firmware == Firmware::Ovmf {
         let vars = work.join("OVMF_VARS.fd");
         std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();

@@ -272,3 +272,31 @@ fn fsck_and_repair_quarantines_what_fsck_reports() {
         report.problems
     );
 }
+
+/// `put_blob` is one call to its caller: garbage collection with no grace
+/// period, running all the while, never takes the session it writes
+/// through (it did, between the session's creation and its writer).
+#[test]
+fn gc_without_grace_never_takes_a_put_blob_session() {
+    let (_d, store) = open();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let store = store.clone();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                store.gc(&no_grace()).unwrap();
+            }
+        })
+    };
+    for i in 0..300 {
+        let data = format!("blob {i}").into_bytes();
+        let digest = Digest::sha256(&data);
+        if let Err(e) = store.put_blob("r", &digest, Some(data.len() as u64), &mut &data[..]) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            panic!("put_blob {i}: {e}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    collector.join().unwrap();
+}

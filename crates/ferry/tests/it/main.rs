@@ -12,6 +12,7 @@ mod exit_codes;
 mod fsck_repair;
 mod image;
 mod images;
+mod kubernetes;
 mod mirror_resolver;
 mod netboot;
 mod netboot_config;
