@@ -59,6 +59,7 @@ fn main() -> ExitCode {
                             nic: Nic::Vmxnet3,
                         },
                         network: "nic0".to_owned(),
+                        transport: None,
                     },
                     threads: 0,
                     mtime: 0,

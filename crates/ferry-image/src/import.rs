@@ -346,7 +346,7 @@ fn reason(error: &io::Error) -> String {
 }
 
 /// RFC 3339 UTC for `seconds` since the epoch.
-fn time_text(seconds: i64) -> String {
+pub(crate) fn time_text(seconds: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(seconds)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
         .format(&time::format_description::well_known::Rfc3339)

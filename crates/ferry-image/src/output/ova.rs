@@ -11,6 +11,11 @@
 //! <dir>/<name>.ova.sha256  the .ova's sha256, hex, nothing else (as image-builder writes it)
 //! ```
 //!
+//! image-builder puts them in `output/<name>/`; `-o output/<name>` gives
+//! the same layout. The descriptor's product properties (the image's
+//! versions under image-builder's keys, the cloud-init guestinfo keys)
+//! are `appliance`'s.
+//!
 //! What VMware's importers reject, and how this writer avoids it:
 //!
 //! - A tar whose first member is not the `.ovf` ("Did not find an .ovf
@@ -36,6 +41,7 @@
 //! the tar is read back (member order, header kinds, every member's
 //! sha256 against the manifest) before it gets its name.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -66,6 +72,8 @@ pub enum OvaError {
     Ovf(#[from] OvfError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
 }
 
 /// What to build.
@@ -325,9 +333,21 @@ impl super::Writer for OvaOutput {
 
     fn write(&self, job: &mut super::Job<'_>) -> Result<(), super::OutputError> {
         let raw = job.raw_disk()?;
+        let os_release = job
+            .rootfs
+            .read(Path::new("etc/os-release"))
+            .map_err(OvaError::from)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let facts = ImageFacts {
+            identity: &job.identity,
+            kernel: &job.kernel.version,
+            versions: &job.versions,
+            os_release: os_release.as_deref(),
+            mtime: job.mtime,
+        };
         let options = OvaOptions {
             name: job.name.to_string(),
-            appliance: appliance(job)?,
+            appliance: appliance(job.name, job.spec, &facts)?,
             threads: job.processors,
             mtime: job.mtime.max(0) as u64,
         };
@@ -345,11 +365,75 @@ impl super::Writer for OvaOutput {
     }
 }
 
+/// What the OVA records about the image besides its virtual machine.
+struct ImageFacts<'a> {
+    /// The image name and base digest.
+    identity: &'a str,
+    kernel: &'a str,
+    /// Component versions (`kubernetes`, `containerd`, ...).
+    versions: &'a BTreeMap<String, String>,
+    /// The image's `/etc/os-release`, if it has one.
+    os_release: Option<&'a str>,
+    /// SOURCE_DATE_EPOCH: the build's date.
+    mtime: i64,
+}
+
+/// The category kubernetes-sigs/image-builder files its properties
+/// under (`images/capi/hack/ovf_template.xml`); the same here, so what
+/// reads an image-builder OVA's properties finds ferry's where it looks.
+const CAPI_CATEGORY: &str = "Cluster API Provider (CAPI)";
+const CLOUD_INIT_CATEGORY: &str = "cloud-init (VMware datasource)";
+
+/// The cloud-init VMware datasource's guestinfo keys, with what each
+/// holds (cloud-init `doc/rtd/reference/datasources/vmware.rst`): the
+/// pairs CAPV sets on every VM it clones (`guestinfo.userdata`,
+/// `guestinfo.metadata` and their `.encoding`, base64:
+/// cluster-api-provider-vsphere `pkg/services/govmomi/extra/config.go`).
+/// image-builder's OVF declares none of them and CAPV sets no vendor
+/// data, so the `vendordata` pair is left out.
+///
+/// How a value reaches the guest matters: CAPV (and `govc vm.change -e`,
+/// Terraform's `extra_config`) sets these as the VM's extraConfig
+/// variables, which the datasource reads with `vmware-rpctool "info-get
+/// guestinfo.userdata"`. A value typed into these properties at deploy
+/// time instead reaches the guest inside `guestinfo.ovfEnv`, the OVF
+/// environment document of [`ovf::GUEST_INFO_TRANSPORT`], which the
+/// datasource does not read (vmware-archive/cloud-init-vmware-guestinfo
+/// #67, #70). docs/image.md says so.
+const GUESTINFO_KEYS: [(&str, &str, &str); 4] = [
+    (
+        "guestinfo.metadata",
+        "cloud-init metadata",
+        "cloud-init metadata (YAML or JSON), encoded as guestinfo.metadata.encoding says",
+    ),
+    (
+        "guestinfo.metadata.encoding",
+        "cloud-init metadata encoding",
+        "base64, gzip+base64, or empty for plain text",
+    ),
+    (
+        "guestinfo.userdata",
+        "cloud-init user data",
+        "cloud-init user data, encoded as guestinfo.userdata.encoding says",
+    ),
+    (
+        "guestinfo.userdata.encoding",
+        "cloud-init user data encoding",
+        "base64, gzip+base64, or empty for plain text",
+    ),
+];
+
 /// The virtual machine the OVA describes, from the spec's `vm:` section,
-/// with the build's inputs as read-only product properties.
-fn appliance(job: &super::Job<'_>) -> Result<ovf::Appliance, super::OutputError> {
+/// with the image's facts as read-only product properties and the
+/// cloud-init VMware datasource's keys as properties the user may fill at
+/// deploy time ([`GUESTINFO_KEYS`]).
+fn appliance(
+    name: &str,
+    spec: &crate::spec::ImageSpec,
+    facts: &ImageFacts<'_>,
+) -> Result<ovf::Appliance, super::OutputError> {
     use crate::spec::Firmware as F;
-    let vm = &job.spec.vm;
+    let vm = &spec.vm;
     let controller = match vm.controller.as_deref().unwrap_or("scsi") {
         "scsi" | "lsilogic" => ovf::Controller::LsiLogic,
         "pvscsi" => ovf::Controller::Pvscsi,
@@ -361,22 +445,43 @@ fn appliance(job: &super::Job<'_>) -> Result<ovf::Appliance, super::OutputError>
             });
         }
     };
-    let version = job.spec.version.clone().unwrap_or_else(|| "1.0".into());
+    // image-builder's product version is `kube-<KUBERNETES_SEMVER>`.
+    let version = spec.version.clone().unwrap_or_else(|| {
+        facts
+            .versions
+            .get("kubernetes")
+            .map_or_else(|| "1.0".into(), |k| format!("kube-{}", semver(k)))
+    });
+    let mut properties = capi_properties(spec, facts);
+    properties.extend([
+        ovf::Property::input("base", facts.identity),
+        ovf::Property::input("kernel", facts.kernel),
+        ovf::Property::input("builder", &format!("ferry {}", env!("CARGO_PKG_VERSION"))),
+    ]);
+    properties.extend(
+        GUESTINFO_KEYS
+            .iter()
+            .map(|(key, label, description)| ovf::Property {
+                key: (*key).to_owned(),
+                kind: ovf::PropertyType::String,
+                value: String::new(),
+                label: Some((*label).to_owned()),
+                description: Some((*description).to_owned()),
+                user_configurable: true,
+                category: Some(CLOUD_INIT_CATEGORY.to_owned()),
+            }),
+    );
     Ok(ovf::Appliance {
-        name: job.name.to_string(),
+        name: name.to_string(),
         product: ovf::Product {
-            product: job.name.to_string(),
+            product: name.to_string(),
             vendor: None,
             version: version.clone(),
             full_version: Some(version),
             product_url: None,
             vendor_url: None,
         },
-        properties: vec![
-            ovf::Property::input("base", &job.identity),
-            ovf::Property::input("kernel", &job.kernel.version),
-            ovf::Property::input("builder", &format!("ferry {}", env!("CARGO_PKG_VERSION"))),
-        ],
+        properties,
         os: ovf::GuestOs::from_vmware_id(vm.os_type.as_deref().unwrap_or("other5xLinux64Guest")),
         hardware: ovf::Hardware {
             version: 13,
@@ -390,12 +495,271 @@ fn appliance(job: &super::Job<'_>) -> Result<ovf::Appliance, super::OutputError>
             nic: ovf::Nic::Vmxnet3,
         },
         network: "nic0".into(),
+        transport: Some(ovf::GUEST_INFO_TRANSPORT.to_owned()),
+    })
+}
+
+/// The read-only properties image-builder's OVA carries
+/// (`images/capi/hack/image-build-ova.py`), under its key names: the
+/// build's date (SOURCE_DATE_EPOCH, so builds stay reproducible), the
+/// distribution (`/etc/os-release`), and one property per component
+/// version.
+fn capi_properties(spec: &crate::spec::ImageSpec, facts: &ImageFacts<'_>) -> Vec<ovf::Property> {
+    let fixed = |key: &str, value: String| ovf::Property {
+        key: key.to_owned(),
+        kind: ovf::PropertyType::String,
+        value,
+        label: None,
+        description: None,
+        user_configurable: false,
+        category: Some(CAPI_CATEGORY.to_owned()),
+    };
+    let mut properties = vec![
+        fixed("BUILD_TIMESTAMP", facts.mtime.to_string()),
+        fixed("BUILD_DATE", crate::import::time_text(facts.mtime)),
+    ];
+    let os_release = |field: &str| {
+        facts
+            .os_release
+            .and_then(|text| os_release_field(text, field))
+    };
+    if let Some(id) = os_release("ID") {
+        properties.push(fixed("DISTRO_NAME", id));
+    }
+    if let Some(version) = os_release("VERSION_ID") {
+        properties.push(fixed("DISTRO_VERSION", version));
+    }
+    // `linux/amd64[/variant]`: image-builder's distro_arch is `amd64`.
+    let platform = spec.platform.as_deref().unwrap_or("linux/amd64");
+    if let Some(arch) = platform.split('/').nth(1) {
+        properties.push(fixed("DISTRO_ARCH", arch.to_owned()));
+    }
+    for (component, version) in facts.versions {
+        let (key, value) = version_property(component, version);
+        properties.push(fixed(&key, value));
+    }
+    properties
+}
+
+/// image-builder's property for a component's version: `KUBERNETES_SEMVER`
+/// and `CNI_VERSION` hold its `kubernetes_semver` and
+/// `kubernetes_cni_semver`, which carry a leading `v` (`v1.30.4`,
+/// `v1.3.0`); `CONTAINERD_VERSION` its `containerd_version`, which does
+/// not (`1.7.13`). Components image-builder has no property for get
+/// `<COMPONENT>_VERSION` (`RUNC_VERSION`, `CRICTL_VERSION`, ...), the
+/// version as given.
+fn version_property(component: &str, version: &str) -> (String, String) {
+    match component {
+        "kubernetes" => ("KUBERNETES_SEMVER".into(), semver(version)),
+        "cni" | "cni_plugins" | "cni-plugins" => ("CNI_VERSION".into(), semver(version)),
+        "containerd" => (
+            "CONTAINERD_VERSION".into(),
+            version.strip_prefix('v').unwrap_or(version).to_owned(),
+        ),
+        other => {
+            let upper: String = other
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            (format!("{upper}_VERSION"), version.to_owned())
+        }
+    }
+}
+
+/// `version` with the leading `v` Kubernetes' release tags carry.
+fn semver(version: &str) -> String {
+    if version.starts_with('v') {
+        version.to_owned()
+    } else {
+        format!("v{version}")
+    }
+}
+
+/// The value of `field` in an os-release(5) text: `KEY=value`, the value
+/// possibly in quotes.
+fn os_release_field(text: &str, field: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix(field)?.strip_prefix('=')?;
+        let value = value.trim_matches(|c| c == '"' || c == '\'');
+        (!value.is_empty()).then(|| value.to_owned())
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\nID_LIKE=\"\"\n";
+
+    /// A Kubernetes node image's appliance and its descriptor.
+    fn kubernetes_node() -> (ovf::Appliance, String) {
+        let versions: BTreeMap<String, String> = [
+            ("kubernetes", "1.30.4"),
+            ("containerd", "v1.7.13"),
+            ("runc", "1.1.12"),
+            ("cni_plugins", "1.3.0"),
+            ("crictl", "1.28.0"),
+        ]
+        .into_iter()
+        .map(|(c, v)| (c.to_owned(), v.to_owned()))
+        .collect();
+        let facts = ImageFacts {
+            identity: "k8s-node@sha256:0123",
+            kernel: "6.1.0-50-amd64",
+            versions: &versions,
+            os_release: Some(OS_RELEASE),
+            mtime: 1_700_000_000,
+        };
+        let spec = crate::spec::ImageSpec::default();
+        let appliance = appliance("k8s-node", &spec, &facts).unwrap();
+        let descriptor = ovf::descriptor(
+            &appliance,
+            &ovf::DiskFile {
+                href: "k8s-node-disk-0.vmdk".into(),
+                size: 1000,
+                capacity: 1 << 30,
+                populated_size: 1 << 20,
+            },
+        )
+        .unwrap();
+        (appliance, descriptor)
+    }
+
+    #[test]
+    fn versions_and_the_distribution_are_read_only_properties_under_image_builders_keys() {
+        let (appliance, _) = kubernetes_node();
+        let fixed: Vec<(&str, &str)> = appliance
+            .properties
+            .iter()
+            .filter(|p| p.category.as_deref() == Some(CAPI_CATEGORY))
+            .inspect(|p| assert!(!p.user_configurable, "{} is fixed", p.key))
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(
+            fixed,
+            [
+                ("BUILD_TIMESTAMP", "1700000000"),
+                ("BUILD_DATE", "2023-11-14T22:13:20Z"),
+                ("DISTRO_NAME", "debian"),
+                ("DISTRO_VERSION", "12"),
+                ("DISTRO_ARCH", "amd64"),
+                ("CNI_VERSION", "v1.3.0"),
+                ("CONTAINERD_VERSION", "1.7.13"),
+                ("CRICTL_VERSION", "1.28.0"),
+                ("KUBERNETES_SEMVER", "v1.30.4"),
+                ("RUNC_VERSION", "1.1.12"),
+            ]
+        );
+        assert_eq!(appliance.product.version, "kube-v1.30.4");
+        let inputs: Vec<&str> = appliance
+            .properties
+            .iter()
+            .filter(|p| p.key.starts_with("input."))
+            .map(|p| p.key.as_str())
+            .collect();
+        assert_eq!(inputs, ["input.base", "input.kernel", "input.builder"]);
+    }
+
+    #[test]
+    fn the_cloud_init_keys_are_user_configurable_and_reach_the_guest_through_guestinfo() {
+        let (appliance, _) = kubernetes_node();
+        let guestinfo: Vec<&ovf::Property> = appliance
+            .properties
+            .iter()
+            .filter(|p| p.key.starts_with("guestinfo."))
+            .collect();
+        let keys: Vec<&str> = guestinfo.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "guestinfo.metadata",
+                "guestinfo.metadata.encoding",
+                "guestinfo.userdata",
+                "guestinfo.userdata.encoding"
+            ]
+        );
+        for p in guestinfo {
+            assert!(p.user_configurable && p.value.is_empty(), "{p:?}");
+            assert_eq!(p.kind, ovf::PropertyType::String);
+        }
+        assert_eq!(appliance.transport.as_deref(), Some("com.vmware.guestInfo"));
+    }
+
+    #[test]
+    fn a_plain_os_image_has_no_version_properties_and_keeps_its_spec_version() {
+        let facts = ImageFacts {
+            identity: "os@sha256:0123",
+            kernel: "6.1.0",
+            versions: &BTreeMap::new(),
+            os_release: None,
+            mtime: 0,
+        };
+        let spec = crate::spec::ImageSpec {
+            version: Some("2.1".into()),
+            platform: Some("linux/arm64/v8".into()),
+            ..Default::default()
+        };
+        let appliance = appliance("os", &spec, &facts).unwrap();
+        let keys: Vec<&str> = appliance
+            .properties
+            .iter()
+            .filter(|p| p.category.as_deref() == Some(CAPI_CATEGORY))
+            .map(|p| p.key.as_str())
+            .collect();
+        assert_eq!(keys, ["BUILD_TIMESTAMP", "BUILD_DATE", "DISTRO_ARCH"]);
+        assert_eq!(appliance.properties[2].value, "arm64");
+        assert_eq!(appliance.product.version, "2.1");
+    }
+
+    /// The descriptor carries them as plain string properties, and the
+    /// environment transport on the hardware section (the descriptor's
+    /// structure is checked against docs/ovf.rng by the integration
+    /// tests).
+    #[test]
+    fn the_descriptor_carries_the_versions_and_the_guestinfo_transport() {
+        let (_, descriptor) = kubernetes_node();
+        for (key, value) in [
+            ("KUBERNETES_SEMVER", "v1.30.4"),
+            ("CONTAINERD_VERSION", "1.7.13"),
+            ("CNI_VERSION", "v1.3.0"),
+            ("DISTRO_NAME", "debian"),
+        ] {
+            let element = format!(
+                "<Property ovf:key=\"{key}\" ovf:type=\"string\" ovf:userConfigurable=\"false\" ovf:value=\"{value}\"/>"
+            );
+            assert!(descriptor.contains(&element), "{element}\n{descriptor}");
+        }
+        assert!(descriptor.contains("<Category>Cluster API Provider (CAPI)</Category>"));
+        assert!(descriptor.contains(
+            "<Property ovf:key=\"guestinfo.userdata\" ovf:type=\"string\" ovf:userConfigurable=\"true\" ovf:value=\"\">"
+        ));
+        assert!(
+            descriptor.contains("<VirtualHardwareSection ovf:transport=\"com.vmware.guestInfo\">")
+        );
+    }
+
+    #[test]
+    fn os_release_fields_with_and_without_quotes() {
+        assert_eq!(
+            os_release_field(OS_RELEASE, "ID").as_deref(),
+            Some("debian")
+        );
+        assert_eq!(
+            os_release_field(OS_RELEASE, "VERSION_ID").as_deref(),
+            Some("12")
+        );
+        assert_eq!(os_release_field(OS_RELEASE, "ID_LIKE"), None);
+        assert_eq!(
+            os_release_field("ID='rocky'\n", "ID").as_deref(),
+            Some("rocky")
+        );
+    }
 
     #[test]
     fn members_past_ustar_size_get_a_gnu_header_not_an_extension_member() {

@@ -93,7 +93,19 @@ pub struct Appliance {
     /// The logical network the NIC is connected to; mapped to a real
     /// network at deploy time.
     pub network: String,
+    /// How the platform hands the OVF environment (DSP0243's document of
+    /// the properties' values at deploy time) to the guest: the
+    /// VirtualHardwareSection's `ovf:transport` (DSP8023: "comma-separated
+    /// list of supported transport types"), e.g. [`GUEST_INFO_TRANSPORT`]
+    /// or `iso`; `None` for no environment.
+    pub transport: Option<String>,
 }
+
+/// VMware's OVF environment transport: vSphere sets the guest variable
+/// `guestinfo.ovfEnv` to the OVF environment document (every property's
+/// key and value), which VMware Tools in the guest reads
+/// (`vmtoolsd --cmd "info-get guestinfo.ovfEnv"`).
+pub const GUEST_INFO_TRANSPORT: &str = "com.vmware.guestInfo";
 
 /// The ProductSection's fixed fields.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -354,7 +366,10 @@ pub fn descriptor(appliance: &Appliance, disk: &DiskFile) -> Result<String, OvfE
     x.leaf("Info", &[], "The kind of installed guest operating system")?;
     x.close("OperatingSystemSection");
 
-    x.open("VirtualHardwareSection", &[])?;
+    match &appliance.transport {
+        Some(transport) => x.open("VirtualHardwareSection", &[("ovf:transport", transport)])?,
+        None => x.open("VirtualHardwareSection", &[])?,
+    }
     x.leaf("Info", &[], "Virtual hardware requirements")?;
     x.open("System", &[])?;
     x.leaf("vssd:ElementName", &[], "Virtual Hardware Family")?;

@@ -3,21 +3,24 @@
 //! every format built from it twice with the test overlay, the two builds
 //! byte-identical output by output, and the formats no other test boots
 //! booted here: the qcow2 under OVMF and the OVA's stream-optimized VMDK
-//! (QEMU reads VMDK) under SeaBIOS.
+//! (QEMU reads VMDK) under SeaBIOS. The OVA set is checked as its
+//! consumers read it: the descriptor against docs/ovf.rng, the manifest
+//! against the files and the tar's members, the VMDK against the raw disk.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use ferry_image::build::{self, BuildReport, BuildRequest};
-use ferry_image::import::{self, LayerCompression};
-use ferry_image::source::{BaseImage, Platform};
 use ferry_image::spec::{Format, ImageSpec};
+use ferry_oci::digest::{Algorithm, Hasher};
 use ferry_oci::progress::NoProgress;
 
-use crate::fixture::{NoArtifacts, OVERLAY, debian_tar};
+use crate::fixture::{NoArtifacts, OVERLAY, debian_base};
 use crate::qemu::{Firmware, Medium, boot_until};
+use crate::util::{run, schema_check, sha256};
 
 const MTIME: i64 = 1_700_000_000;
 
@@ -32,26 +35,7 @@ fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = ferry_store::Store::open(dir.path().join("store"), Default::default()).unwrap();
-        let mut tar = std::fs::File::open(debian_tar()).unwrap();
-        let imported = import::import(
-            &store,
-            &mut tar,
-            "rootfs.tar",
-            "os/debian:12",
-            &Platform::linux_amd64(),
-            LayerCompression::Zstd,
-            MTIME,
-            &NoProgress,
-        )
-        .unwrap();
-        let base = BaseImage::load(
-            "os/debian:12",
-            Arc::new(store),
-            &imported.manifest_digest,
-            &Platform::linux_amd64(),
-        )
-        .unwrap();
+        let base = debian_base(dir.path(), MTIME);
         let spec = ImageSpec::parse(
             &format!("name: debian-e2e\nversion: \"1.0\"\n{OVERLAY}"),
             Path::new("image.yaml"),
@@ -142,4 +126,95 @@ fn the_ovas_vmdk_boots_under_seabios() {
         Duration::from_secs(300),
         &work,
     );
+}
+
+/// The OVA of a real build, read as vSphere and image-builder's
+/// consumers read it: the descriptor passes the schema in docs/ovf.rng
+/// and carries the image's distribution, the cloud-init VMware
+/// datasource's keys for the user to fill and the guestinfo transport;
+/// every `.mf` line is the sha256 of the loose file and of the `.ova`
+/// member of that name; `.ova.sha256` is the `.ova`'s; the VMDK holds
+/// exactly the raw disk.
+#[test]
+fn the_ova_passes_the_documented_schema_and_its_manifest_and_disk_check_out() {
+    let b = built();
+    let one = b.dir.path().join("one");
+    let ovf = one.join("debian-e2e.ovf");
+    schema_check(&ovf).unwrap_or_else(|report| panic!("{report}"));
+
+    let xpath = |expr: &str| {
+        run(Command::new("xmllint").args(["--xpath", expr]).arg(&ovf))
+            .trim()
+            .to_string()
+    };
+    let property = |key: &str, attribute: &str| {
+        xpath(&format!(
+            "string(//*[local-name()='Property'][@*[local-name()='key']='{key}']/@*[local-name()='{attribute}'])"
+        ))
+    };
+    for key in [
+        "guestinfo.userdata",
+        "guestinfo.userdata.encoding",
+        "guestinfo.metadata",
+        "guestinfo.metadata.encoding",
+    ] {
+        assert_eq!(property(key, "userConfigurable"), "true", "{key}");
+        assert_eq!(property(key, "type"), "string", "{key}");
+    }
+    // From the fixture's own /etc/os-release.
+    assert_eq!(property("DISTRO_NAME", "value"), "debian");
+    assert_eq!(property("DISTRO_VERSION", "value"), "12");
+    assert_eq!(property("DISTRO_NAME", "userConfigurable"), "false");
+    assert_eq!(property("BUILD_TIMESTAMP", "value"), MTIME.to_string());
+    assert_eq!(
+        xpath("string(//*[local-name()='VirtualHardwareSection']/@*[local-name()='transport'])"),
+        "com.vmware.guestInfo"
+    );
+
+    let manifest = std::fs::read_to_string(one.join("debian-e2e.mf")).unwrap();
+    let lines: BTreeMap<String, String> = manifest
+        .lines()
+        .map(|line| {
+            let (name, hex) = line
+                .strip_prefix("SHA256(")
+                .and_then(|rest| rest.split_once(")= "))
+                .unwrap_or_else(|| panic!("manifest line {line:?}"));
+            (name.to_string(), hex.to_string())
+        })
+        .collect();
+    assert_eq!(
+        lines.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["debian-e2e-disk-0.vmdk", "debian-e2e.ovf"]
+    );
+    for (name, hex) in &lines {
+        assert_eq!(&sha256(&one.join(name)).hex(), hex, "loose {name}");
+    }
+    let ova = one.join("debian-e2e.ova");
+    let mut members = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(&ova).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut hasher = Hasher::new(Algorithm::Sha256);
+        std::io::copy(&mut entry, &mut hasher).unwrap();
+        let digest = hasher.finish();
+        if let Some(hex) = lines.get(&name) {
+            assert_eq!(&digest.hex(), hex, "member {name}");
+        }
+        members.push(name);
+    }
+    assert_eq!(
+        members,
+        ["debian-e2e.ovf", "debian-e2e-disk-0.vmdk", "debian-e2e.mf"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(one.join("debian-e2e.ova.sha256")).unwrap(),
+        sha256(&ova).hex()
+    );
+
+    let compare = run(Command::new("qemu-img")
+        .args(["compare", "-f", "raw", "-F", "vmdk"])
+        .arg(one.join("debian-e2e.raw"))
+        .arg(one.join("debian-e2e-disk-0.vmdk")));
+    assert!(compare.contains("Images are identical"), "{compare}");
 }

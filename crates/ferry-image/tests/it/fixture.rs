@@ -10,11 +10,14 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ferry_image::customize::{self, ArtifactFile, ArtifactFiles, ArtifactInfo};
+use ferry_image::import::{self, LayerCompression};
 use ferry_image::rootfs::{Rootfs, layer};
+use ferry_image::source::{BaseImage, Platform};
 use ferry_image::spec::ImageSpec;
+use ferry_oci::progress::NoProgress;
 
 /// The test overlay (tests/data/marker-overlay.yaml): a unit printing
 /// `FERRY-IMAGE-OK <live|disk|netboot> <bios|efi>` on the serial console,
@@ -37,6 +40,32 @@ pub fn debian_tar() -> PathBuf {
         PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
     })
     .clone()
+}
+
+/// The Debian rootfs imported as `os/debian:12` into a store under `dir`
+/// (`ferry image import`'s code path, the layer dated `mtime`), as the
+/// base of a build.
+pub fn debian_base(dir: &Path, mtime: i64) -> BaseImage {
+    let store = ferry_store::Store::open(dir.join("store"), Default::default()).unwrap();
+    let mut tar = std::fs::File::open(debian_tar()).unwrap();
+    let imported = import::import(
+        &store,
+        &mut tar,
+        "rootfs.tar",
+        "os/debian:12",
+        &Platform::linux_amd64(),
+        LayerCompression::Zstd,
+        mtime,
+        &NoProgress,
+    )
+    .unwrap();
+    BaseImage::load(
+        "os/debian:12",
+        Arc::new(store),
+        &imported.manifest_digest,
+        &Platform::linux_amd64(),
+    )
+    .unwrap()
 }
 
 /// No file artifacts: a spec that names one fails.

@@ -1,5 +1,5 @@
 //! Helpers the test modules share: running a reference tool, bytes that
-//! do not compress, a file's sha256, tree metadata.
+//! do not compress, a file's sha256, tree metadata, the OVF schema check.
 
 #![allow(dead_code)]
 
@@ -74,4 +74,22 @@ pub fn with_xattrs(mut meta: Meta, xattrs: &[(&str, &[u8])]) -> Meta {
         meta.xattrs.insert(name.to_string(), value.to_vec());
     }
     meta
+}
+
+/// The schema committed in docs/ovf.rng, run by xmllint on `ovf`;
+/// xmllint's report when it does not validate.
+pub fn schema_check(ovf: &Path) -> Result<(), String> {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/ovf.rng");
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--relaxng")
+        .arg(&schema)
+        .arg(ovf)
+        .output()
+        .expect("run xmllint");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }

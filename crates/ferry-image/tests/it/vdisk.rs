@@ -12,13 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_image::output::ovf::{
-    Appliance, Controller, Firmware, GuestOs, Hardware, Nic, Product, Property, PropertyType,
+    Appliance, Controller, Firmware, GUEST_INFO_TRANSPORT, GuestOs, Hardware, Nic, Product,
+    Property, PropertyType,
 };
 use ferry_image::output::vmdk::{AdapterType, StreamOptions};
 use ferry_image::output::{ova, qcow2, vmdk};
 use ferry_oci::progress::NoProgress;
 
-use crate::util::{noise, run, sha256};
+use crate::util::{noise, run, schema_check, sha256};
 
 const MIB: u64 = 1 << 20;
 /// 100 MiB and 3 sectors: four grain tables' worth (32 MiB each), the
@@ -108,6 +109,7 @@ fn appliance() -> Appliance {
             nic: Nic::Vmxnet3,
         },
         network: "nic0".into(),
+        transport: Some(GUEST_INFO_TRANSPORT.into()),
     }
 }
 
@@ -660,6 +662,53 @@ fn ovf_is_well_formed_with_every_prefix_declared_and_elements_in_schema_order() 
     assert!(xml.contains("<rasd:ResourceSubType>VirtualSCSI</rasd:ResourceSubType>"));
     assert!(xml.contains("<rasd:ResourceSubType>VmxNet3</rasd:ResourceSubType>"));
     assert!(xml.contains("<Description>base64 &lt;user-data&gt; &amp; more</Description>"));
+}
+
+/// The documented schema takes the descriptor, and is no formality: it
+/// refuses the descriptor with what vSphere refuses (sections or `rasd`
+/// elements out of order, an unknown environment transport, a File
+/// without its size).
+#[test]
+fn the_descriptor_passes_the_documented_schema_which_refuses_what_vsphere_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, _) = build_ova(dir.path());
+    let path = out.join("rocky-9-kube-v1.30.4.ovf");
+    schema_check(&path).unwrap();
+    let xml = fs::read_to_string(&path).unwrap();
+    let os_section = {
+        let start = xml.find("    <OperatingSystemSection").unwrap();
+        let end = xml.find("</OperatingSystemSection>\n").unwrap() + 26;
+        xml[start..end].to_string()
+    };
+    let broken = [
+        (
+            "OperatingSystemSection before ProductSection",
+            xml.replace(&os_section, "")
+                .replace("    <ProductSection>", &format!("{os_section}    <ProductSection>")),
+        ),
+        (
+            "rasd:InstanceID before rasd:ElementName",
+            xml.replacen(
+                "<rasd:ElementName>2 virtual CPU(s)</rasd:ElementName>\n        <rasd:InstanceID>1</rasd:InstanceID>",
+                "<rasd:InstanceID>1</rasd:InstanceID>\n        <rasd:ElementName>2 virtual CPU(s)</rasd:ElementName>",
+                1,
+            ),
+        ),
+        (
+            "an unknown transport",
+            xml.replace("ovf:transport=\"com.vmware.guestInfo\"", "ovf:transport=\"floppy\""),
+        ),
+        (
+            "a File without its size",
+            xml.replacen(" ovf:size=\"", " ovf:bytes=\"", 1),
+        ),
+    ];
+    for (what, text) in broken {
+        assert_ne!(text, xml, "{what}: the mutation changed nothing");
+        let mutated = dir.path().join("mutated.ovf");
+        fs::write(&mutated, &text).unwrap();
+        assert!(schema_check(&mutated).is_err(), "the schema took {what}");
+    }
 }
 
 #[test]
