@@ -6,7 +6,7 @@ use std::path::Path;
 
 use ferry_oci::progress::Progress;
 
-use crate::customize::{self, ArtifactFiles, CustomizeError, CustomizeReport};
+use crate::customize::{self, CustomizeError, CustomizeReport};
 use crate::rootfs::layer::{self, LayerError};
 use crate::rootfs::{Rootfs, RootfsError};
 use crate::source::{BaseImage, SourceError};
@@ -39,18 +39,16 @@ pub struct AssembleReport {
 }
 
 /// Lays `base`'s layers onto a new rootfs staged in `stage_dir`, then
-/// applies `spec`'s customization. Every file ferry writes is dated
-/// `mtime` (SOURCE_DATE_EPOCH).
+/// applies `spec`'s customization in `cx`. Every file ferry writes is
+/// dated `cx.mtime` (SOURCE_DATE_EPOCH).
 pub fn assemble(
     base: &BaseImage,
     spec: &ImageSpec,
-    spec_dir: &Path,
-    artifacts: &dyn ArtifactFiles,
-    kubernetes: &crate::kubernetes::Inputs,
+    cx: &customize::Context<'_>,
     stage_dir: &Path,
-    mtime: i64,
     progress: &dyn Progress,
 ) -> Result<(Rootfs, AssembleReport), AssembleError> {
+    let mtime = cx.mtime;
     let started = std::time::Instant::now();
     let mut rootfs = Rootfs::new(stage_dir.to_path_buf(), mtime)?;
     let mut report = AssembleReport::default();
@@ -85,15 +83,9 @@ pub fn assemble(
     }
     progress.finish("layers", "applied");
     report.file_bytes = rootfs.tree().file_bytes();
-    let cx = customize::Context {
-        spec_dir,
-        mtime,
-        artifacts,
-        kubernetes,
-    };
     report.layers_seconds = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    report.customize = customize::apply(spec, &mut rootfs, &cx)?;
+    report.customize = customize::apply(spec, &mut rootfs, cx)?;
     report.customize_seconds = started.elapsed().as_secs_f64();
     Ok((rootfs, report))
 }

@@ -222,16 +222,14 @@ fn build_in(
     progress: &dyn Progress,
 ) -> Result<BuildReport, BuildError> {
     let mut steps = Vec::new();
-    let (mut rootfs, assembled) = assemble::assemble(
-        base,
-        request.spec,
-        request.spec_dir,
+    let cx = crate::customize::Context {
+        spec_dir: request.spec_dir,
+        mtime: request.mtime,
         artifacts,
-        &request.kubernetes,
-        &work.join("rootfs"),
-        request.mtime,
-        progress,
-    )?;
+        kubernetes: &request.kubernetes,
+    };
+    let (mut rootfs, assembled) =
+        assemble::assemble(base, request.spec, &cx, &work.join("rootfs"), progress)?;
     let kernel = kernel::find(rootfs.tree())?;
     let mut job = Job {
         rootfs: &mut rootfs,
@@ -272,7 +270,7 @@ fn build_in(
             let before: f64 = job.steps.iter().map(|s| s.seconds).sum();
             writer.write(&mut job)?;
             let intermediates: f64 = job.steps.iter().map(|s| s.seconds).sum::<f64>() - before;
-            steps.extend(job.steps.drain(..));
+            steps.append(&mut job.steps);
             let mut step = StepTime::since(writer.format().as_str(), started);
             step.seconds -= intermediates;
             steps.push(step);

@@ -155,19 +155,21 @@ fn named(k: &KubernetesSpec) -> Vec<(&'static str, &crate::spec::ComponentSpec)>
         .collect()
 }
 
-/// Describes every component and checks its version against the matrix:
-/// the components and what did not fit (an error unless allowed).
+/// The components as [`check`] found them.
+pub struct Checked {
+    /// Each component with the files of its artifact.
+    pub components: Vec<(Component, Vec<crate::customize::ArtifactFile>)>,
+    /// What did not fit the matrix (empty unless allowed).
+    pub mismatches: Vec<Mismatch>,
+}
+
+/// Describes every component and checks its version against the matrix
+/// (a mismatch is an error unless allowed).
 pub fn check(
     k: &KubernetesSpec,
     inputs: &Inputs,
     cx: &Context<'_>,
-) -> Result<
-    (
-        Vec<(Component, Vec<crate::customize::ArtifactFile>)>,
-        Vec<Mismatch>,
-    ),
-    KubernetesError,
-> {
+) -> Result<Checked, KubernetesError> {
     let mut described = Vec::new();
     for (name, spec) in named(k) {
         if spec.artifact.is_empty() {
@@ -191,7 +193,10 @@ pub fn check(
                 .join("; "),
         });
     }
-    Ok((described, mismatches))
+    Ok(Checked {
+        components: described,
+        mismatches,
+    })
 }
 
 /// The images to preload, by node name, each with where it is read:
@@ -282,7 +287,10 @@ pub fn apply(
             "bin_dir: {bin_dir:?} is not /usr/bin or /usr/local/bin"
         )));
     }
-    let (described, mismatches) = check(k, inputs, cx)?;
+    let Checked {
+        components: described,
+        mismatches,
+    } = check(k, inputs, cx)?;
     let mut installed = Vec::new();
     for (mut component, files) in described {
         let dir = if component.name == "cni_plugins" {

@@ -156,7 +156,7 @@ WantedBy=multi-user.target
 /// One tar member: its header, then its bytes.
 enum Content {
     Bytes(Vec<u8>),
-    Blob(Descriptor),
+    Blob { digest: Digest, size: u64 },
 }
 
 /// The OCI archive of one image, generated as it is read.
@@ -211,7 +211,13 @@ impl<'a> Archive<'a> {
         for blob in std::iter::once(&config).chain(&manifest.layers) {
             let path = blob_path(&blob.digest);
             if !members.iter().any(|(p, _)| *p == path) {
-                members.push((path, Content::Blob(blob.clone())));
+                members.push((
+                    path,
+                    Content::Blob {
+                        digest: blob.digest.clone(),
+                        size: blob.size,
+                    },
+                ));
             }
         }
         let mut all = VecDeque::from([
@@ -239,22 +245,17 @@ impl<'a> Archive<'a> {
         };
         let (size, body): (u64, Box<dyn Read + Send + 'a>) = match content {
             Content::Bytes(bytes) => (bytes.len() as u64, Box::new(Cursor::new(bytes))),
-            Content::Blob(d) => {
-                let (reader, _) = self.blobs.open(&d.digest)?.ok_or_else(|| {
+            Content::Blob { digest, size } => {
+                let (reader, _) = self.blobs.open(&digest)?.ok_or_else(|| {
                     io::Error::other(format!(
-                        "{}: blob {} is missing",
-                        self.blobs.describe(),
-                        d.digest
+                        "{}: blob {digest} is missing",
+                        self.blobs.describe()
                     ))
                 })?;
-                let what = format!("blob {}", d.digest);
+                let what = format!("blob {digest}");
                 (
-                    d.size,
-                    Box::new(crate::source::verifying(
-                        reader.take(d.size),
-                        d.digest.clone(),
-                        what,
-                    )),
+                    size,
+                    Box::new(crate::source::verifying(reader.take(size), digest, what)),
                 )
             }
         };

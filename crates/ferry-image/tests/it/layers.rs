@@ -342,16 +342,13 @@ fn assemble(layout: &Path, manifest: &Digest, stage: &Path) -> Result<Rootfs, As
     let base = load(layout, manifest)?;
     let mut spec = ImageSpec::default();
     spec.sysprep.enabled = false;
-    let (rootfs, _) = assemble::assemble(
-        &base,
-        &spec,
-        Path::new("."),
-        &NoArtifacts,
-        &Default::default(),
-        stage,
-        EPOCH,
-        &NoProgress,
-    )?;
+    let cx = ferry_image::customize::Context {
+        spec_dir: Path::new("."),
+        mtime: EPOCH,
+        artifacts: &NoArtifacts,
+        kubernetes: &Default::default(),
+    };
+    let (rootfs, _) = assemble::assemble(&base, &spec, &cx, stage, &NoProgress)?;
     Ok(rootfs)
 }
 

@@ -150,8 +150,8 @@ fn matrix_cmd(args: MatrixArgs) -> anyhow::Result<ExitCode> {
         matrix.version, matrix.origin
     );
     println!(
-        "{:<12} {:<12} {:<10} {:<12} {:<10} {}",
-        "KUBERNETES", "CONTAINERD", "RUNC", "CNI PLUGINS", "CRICTL", "SANDBOX IMAGE"
+        "{:<12} {:<12} {:<10} {:<12} {:<10} SANDBOX IMAGE",
+        "KUBERNETES", "CONTAINERD", "RUNC", "CNI PLUGINS", "CRICTL"
     );
     for version in matrix.versions() {
         let row = &matrix.kubernetes[version];
