@@ -452,7 +452,18 @@ fn a_node_image_from_one_bundle_boots_with_its_images_and_the_site_mirror() {
     );
     // The OVA carries the versions as product properties.
     let ovf = std::fs::read_to_string(d.join("out/k8s-node.ovf")).unwrap();
-    assert!(ovf.contains("1.20.2") && ovf.contains("1.6.20"), "{ovf}");
+    for (key, value) in [
+        ("KUBERNETES_SEMVER", "v1.20.2"),
+        ("CONTAINERD_VERSION", "1.6.20"),
+        ("RUNC_VERSION", "1.1.5"),
+        ("CNI_VERSION", "v1.1.1"),
+    ] {
+        let property = format!(
+            "ovf:key=\"{key}\" ovf:type=\"string\" ovf:userConfigurable=\"false\" ovf:value=\"{value}\""
+        );
+        assert!(ovf.contains(&property), "{property} not in\n{ovf}");
+    }
+    assert!(ovf.contains("ovf:key=\"guestinfo.userdata\""), "{ovf}");
 
     drop(server);
 }
