@@ -267,13 +267,25 @@ fn build_in(
     for writer in output::WRITERS {
         if request.formats.contains(&writer.format()) {
             let started = std::time::Instant::now();
-            let before: f64 = job.steps.iter().map(|s| s.seconds).sum();
             writer.write(&mut job)?;
-            let intermediates: f64 = job.steps.iter().map(|s| s.seconds).sum::<f64>() - before;
-            steps.append(&mut job.steps);
-            let mut step = StepTime::since(writer.format().as_str(), started);
-            step.seconds -= intermediates;
-            steps.push(step);
+            // The intermediates it made (the squashfs, the raw disk) are
+            // steps of their own; what is left is the writer's.
+            let intermediates: f64 = job.steps.iter().map(|s| s.seconds).sum();
+            let mut own = StepTime::since(writer.format().as_str(), started);
+            own.seconds -= intermediates;
+            for step in job.steps.drain(..) {
+                match steps
+                    .iter_mut()
+                    .find(|s: &&mut StepTime| s.step == step.step)
+                {
+                    Some(same) => same.seconds += step.seconds,
+                    None => steps.push(step),
+                }
+            }
+            match steps.iter_mut().find(|s| s.step == own.step) {
+                Some(same) => same.seconds += own.seconds,
+                None => steps.push(own),
+            }
         }
     }
     let mut outputs = std::mem::take(&mut job.written);

@@ -140,7 +140,7 @@ pub struct Job<'a> {
     pub squashfs: Option<PathBuf>,
     pub raw: Option<PathBuf>,
     pub written: Vec<Written>,
-    /// How long the intermediates took (`squashfs`, `raw disk`), for the
+    /// How long the intermediates took (`squashfs`, `raw`), for the
     /// build's step times.
     pub steps: Vec<crate::build::StepTime>,
 }
@@ -228,7 +228,7 @@ impl Job<'_> {
             self.record(Format::Raw, &path)?;
         }
         self.steps
-            .push(crate::build::StepTime::since("raw disk", started));
+            .push(crate::build::StepTime::since("raw", started));
         self.raw = Some(path.clone());
         Ok(path)
     }

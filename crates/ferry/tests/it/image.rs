@@ -301,9 +301,18 @@ fn a_real_build_reports_its_outputs_and_refuses_a_disk_too_small() {
         ],
     );
     assert!(built.status.success(), "{}", said(dir, &built));
-    let report: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
+    let mut report: serde_json::Value = serde_json::from_slice(&built.stdout).unwrap();
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("out/manifest.json")).unwrap()).unwrap();
+    // --json is manifest.json plus where the time went, step by step.
+    let steps: Vec<String> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(steps, ["layers", "customize", "squashfs", "netboot"]);
+    report.as_object_mut().unwrap().remove("steps");
     assert_eq!(report, manifest);
     let outputs: Vec<&str> = report["outputs"]
         .as_array()
