@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use ferry_image::build::{self, BuildRequest};
@@ -238,56 +238,73 @@ async fn import_cmd(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifest or index `reference` names (a base or a preloaded image)
-/// and the blobs it is in: ferry's store, a bundle read in place, or
-/// anything `bundle create` reads, fetched into the content cache.
-async fn locate(
-    global: &GlobalArgs,
-    store: &ferry_store::Store,
-    reference: &str,
-    spec: &ImageSpec,
-    spec_dir: &Path,
-    platform: &Platform,
-    bars: &Arc<Bars>,
-) -> anyhow::Result<(Arc<dyn Blobs>, ferry_oci::Digest)> {
-    Ok(
-        match BaseRef::parse(reference, spec_dir).map_err(UserError::from_error)? {
-            BaseRef::Store {
-                repository,
-                reference,
-            } => {
-                let r =
-                    ferry_store::ManifestRef::parse(&reference).map_err(UserError::from_error)?;
-                let digest = store.resolve_manifest(&repository, &r)?.ok_or_else(|| {
-                    ferry_image::source::SourceError::NotInStore {
-                        reference: format!("{repository}:{reference}"),
-                        store: store.root().display().to_string(),
-                    }
-                })?;
-                (Arc::new(store.clone()), digest)
-            }
-            BaseRef::Bundle { file, name } => {
-                let bundle = Arc::new(crate::commands::bundle::open(file).await?);
-                let root = ferry_image::artifacts::find_entry(&bundle, name.as_deref())
-                    .map_err(UserError::new)?;
-                (Arc::new(BundleBlobs(bundle)), root)
-            }
-            BaseRef::Fetched(reference) => {
-                let cache_dir = crate::output::state_dir(global).join("cache");
-                let cache = ferry_bundle::cache::ContentCache::open(&cache_dir)?;
-                let root = ferry_image::fetch::fetch(
-                    &reference,
-                    &spec.hosts,
-                    platform,
-                    spec_dir,
-                    &cache,
-                    bars.as_ref(),
-                )
-                .await?;
-                (Arc::new(cache.store().clone()), root)
-            }
-        },
-    )
+/// Finds the manifest or index a reference names (the base, each
+/// preloaded image) and the blobs it is in: ferry's store, a bundle read in
+/// place (each bundle file opened once), or anything `bundle create`
+/// reads, fetched into the content cache.
+struct Locator<'a> {
+    global: &'a GlobalArgs,
+    store: &'a ferry_store::Store,
+    spec: &'a ImageSpec,
+    spec_dir: &'a Path,
+    platform: &'a Platform,
+    bars: &'a Arc<Bars>,
+    bundles: HashMap<PathBuf, Arc<ferry_bundle::Bundle>>,
+}
+
+impl Locator<'_> {
+    async fn locate(
+        &mut self,
+        reference: &str,
+    ) -> anyhow::Result<(Arc<dyn Blobs>, ferry_oci::Digest)> {
+        Ok(
+            match BaseRef::parse(reference, self.spec_dir).map_err(UserError::from_error)? {
+                BaseRef::Store {
+                    repository,
+                    reference,
+                } => {
+                    let r = ferry_store::ManifestRef::parse(&reference)
+                        .map_err(UserError::from_error)?;
+                    let digest =
+                        self.store
+                            .resolve_manifest(&repository, &r)?
+                            .ok_or_else(|| ferry_image::source::SourceError::NotInStore {
+                                reference: format!("{repository}:{reference}"),
+                                store: self.store.root().display().to_string(),
+                            })?;
+                    (Arc::new(self.store.clone()), digest)
+                }
+                BaseRef::Bundle { file, name } => {
+                    let bundle = match self.bundles.get(&file) {
+                        Some(bundle) => bundle.clone(),
+                        None => {
+                            let bundle =
+                                Arc::new(crate::commands::bundle::open(file.clone()).await?);
+                            self.bundles.insert(file, bundle.clone());
+                            bundle
+                        }
+                    };
+                    let root = ferry_image::artifacts::find_entry(&bundle, name.as_deref())
+                        .map_err(UserError::new)?;
+                    (Arc::new(BundleBlobs(bundle)), root)
+                }
+                BaseRef::Fetched(reference) => {
+                    let cache_dir = crate::output::state_dir(self.global).join("cache");
+                    let cache = ferry_bundle::cache::ContentCache::open(&cache_dir)?;
+                    let root = ferry_image::fetch::fetch(
+                        &reference,
+                        &self.spec.hosts,
+                        self.platform,
+                        self.spec_dir,
+                        &cache,
+                        self.bars.as_ref(),
+                    )
+                    .await?;
+                    (Arc::new(cache.store().clone()), root)
+                }
+            },
+        )
+    }
 }
 
 async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -342,10 +359,16 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
         None => None,
     };
     let bars = Arc::new(Bars::new(quiet, "image", None));
-    let (blobs, root) = locate(
-        global, &store, &spec.base, &spec, &spec_dir, &platform, &bars,
-    )
-    .await?;
+    let mut locator = Locator {
+        global,
+        store: &store,
+        spec: &spec,
+        spec_dir: &spec_dir,
+        platform: &platform,
+        bars: &bars,
+        bundles: HashMap::new(),
+    };
+    let (blobs, root) = locator.locate(&spec.base).await?;
     let matrix = match (
         &args.matrix,
         spec.kubernetes.as_ref().and_then(|k| k.matrix.as_ref()),
@@ -359,7 +382,8 @@ async fn build_cmd(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitC
         let wanted =
             ferry_image::kubernetes::preload_wanted(k, &matrix).map_err(UserError::from_error)?;
         for (name, from) in wanted {
-            let (blobs, root) = locate(global, &store, &from, &spec, &spec_dir, &platform, &bars)
+            let (blobs, root) = locator
+                .locate(&from)
                 .await
                 .map_err(|e| e.context(format!("kubernetes.preload: {name} (read from {from})")))?;
             preload.push(PreloadSource {
