@@ -235,7 +235,7 @@ section_k8s() {
     debs=$("$ROOT/scripts/test-k8s-debs.sh")
     os=$("$ROOT/scripts/test-os.sh")
     rm -rf "$work"
-    mkdir -p "$work/files" "$work/images" "$work/bin/bin"
+    mkdir -p "$work/files" "$work/bin/bin"
     # The components, shaped as their releases ship them, tagged with the
     # versions of the shipped matrix's 1.30.4 row.
     cp "$debs"/root/usr/bin/{containerd,containerd-shim-runc-v2,ctr} "$work/bin/bin/"
@@ -310,7 +310,7 @@ YAML
             sh -c 'SOURCE_DATE_EPOCH=1700000000 "$1" --state "$2/state" image build -f "$2/k8s-node.yaml" \
                 -o "$2/out" --format ova,qcow2,netboot --json >"$2/report-$3.json"' sh "$ferry" "$work" "$r"
     done
-    rm -rf "$work/state" "$work/out"
+    rm -rf "$work/state" "$work/out" "$work/files" "$work/bin" "$work/k8s.ferry" "$work/crictl"
     python3 - "$RAW_TSV" "$work" "$ROUNDS" >"$OUT/summary-k8s.md" <<'PY'
 import json, statistics, sys
 raw, work, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
