@@ -8,7 +8,7 @@
 //! against the files and the tar's members, the VMDK against the raw disk.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -26,7 +26,7 @@ const MTIME: i64 = 1_700_000_000;
 
 /// Two full builds of the fixture, kept for the whole test binary.
 struct Built {
-    dir: tempfile::TempDir,
+    dir: PathBuf,
     first: BuildReport,
     second: BuildReport,
 }
@@ -34,8 +34,8 @@ struct Built {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let base = debian_base(dir.path(), MTIME);
+        let dir = crate::util::run_dir("build");
+        let base = debian_base(&dir, MTIME);
         let spec = ImageSpec::parse(
             &format!("name: debian-e2e\nversion: \"1.0\"\n{OVERLAY}"),
             Path::new("image.yaml"),
@@ -44,10 +44,10 @@ fn built() -> &'static Built {
         // Both builds write to the same path (the netboot profile names
         // its directory), then move aside.
         let build_into = |kept: &str| {
-            let out = dir.path().join("out");
+            let out = dir.join("out");
             let request = BuildRequest {
                 spec: &spec,
-                spec_dir: dir.path(),
+                spec_dir: &dir,
                 name: "debian-e2e".into(),
                 formats: Format::ALL.into_iter().collect::<BTreeSet<_>>(),
                 out: out.clone(),
@@ -58,7 +58,7 @@ fn built() -> &'static Built {
                 kubernetes: Default::default(),
             };
             let report = build::build(&base, &NoArtifacts, &request, &NoProgress).unwrap();
-            std::fs::rename(&out, dir.path().join(kept)).unwrap();
+            std::fs::rename(&out, dir.join(kept)).unwrap();
             report
         };
         let first = build_into("one");
@@ -79,17 +79,17 @@ fn every_format_is_built_and_two_builds_are_byte_identical() {
             .collect()
     };
     assert_eq!(sums(&b.first), sums(&b.second));
-    let manifest = |d: &str| std::fs::read(b.dir.path().join(d).join("manifest.json")).unwrap();
+    let manifest = |d: &str| std::fs::read(b.dir.join(d).join("manifest.json")).unwrap();
     assert_eq!(manifest("one"), manifest("two"), "manifest.json differs");
     // Nothing but the outputs and the manifest: the scratch directory is gone.
-    let listed: BTreeSet<String> = std::fs::read_dir(b.dir.path().join("one"))
+    let listed: BTreeSet<String> = std::fs::read_dir(b.dir.join("one"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(!listed.contains(".ferry-build"), "{listed:?}");
     assert!(listed.contains("manifest.json"), "{listed:?}");
     for o in &b.first.outputs {
-        let path = b.dir.path().join("one").join(&o.path);
+        let path = b.dir.join("one").join(&o.path);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), o.size, "{path:?}");
     }
     assert_eq!(b.first.kernel.version, "6.1.0-50-amd64");
@@ -99,11 +99,11 @@ fn every_format_is_built_and_two_builds_are_byte_identical() {
 #[test]
 fn the_qcow2_boots_under_ovmf() {
     let b = built();
-    let work = b.dir.path().join("boot-qcow2");
+    let work = b.dir.join("boot-qcow2");
     boot_until(
         Firmware::Ovmf,
         &Medium::Disk {
-            path: b.dir.path().join("one/debian-e2e.qcow2"),
+            path: b.dir.join("one/debian-e2e.qcow2"),
             format: "qcow2",
         },
         "FERRY-IMAGE-OK disk efi",
@@ -115,11 +115,11 @@ fn the_qcow2_boots_under_ovmf() {
 #[test]
 fn the_ovas_vmdk_boots_under_seabios() {
     let b = built();
-    let work = b.dir.path().join("boot-vmdk");
+    let work = b.dir.join("boot-vmdk");
     boot_until(
         Firmware::SeaBios,
         &Medium::Disk {
-            path: b.dir.path().join("one/debian-e2e-disk-0.vmdk"),
+            path: b.dir.join("one/debian-e2e-disk-0.vmdk"),
             format: "vmdk",
         },
         "FERRY-IMAGE-OK disk bios",
@@ -138,7 +138,7 @@ fn the_ovas_vmdk_boots_under_seabios() {
 #[test]
 fn the_ova_passes_the_documented_schema_and_its_manifest_and_disk_check_out() {
     let b = built();
-    let one = b.dir.path().join("one");
+    let one = b.dir.join("one");
     let ovf = one.join("debian-e2e.ovf");
     schema_check(&ovf).unwrap_or_else(|report| panic!("{report}"));
 

@@ -276,7 +276,6 @@ fn ext4_fixup_sets_what_the_stage_cannot_hold() {
 
 /// The Debian disk, built once for the tests that read it.
 struct Built {
-    _dir: tempfile::TempDir,
     disk: PathBuf,
     report: DiskReport,
     /// What the disk holds (the boot files added).
@@ -313,10 +312,9 @@ fn build_debian(dir: &Path, size: Option<u64>) -> Result<(PathBuf, DiskReport, R
 fn debian_disk() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let (disk, report, rootfs) = build_debian(dir.path(), None).unwrap();
+        let dir = crate::util::run_dir("disk");
+        let (disk, report, rootfs) = build_debian(&dir, None).unwrap();
         Built {
-            _dir: dir,
             disk,
             report,
             rootfs,

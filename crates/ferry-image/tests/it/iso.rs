@@ -48,11 +48,7 @@ struct Built {
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        // A fixed place (not a temporary directory a static would never
-        // remove), emptied at the start of each run.
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("iso");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::util::run_dir("iso");
         let rootfs = fixture::debian_rootfs(&dir.join("stage"), MTIME);
         let kernel = kernel::find(rootfs.tree()).unwrap();
         let squashfs = dir.join("filesystem.squashfs");

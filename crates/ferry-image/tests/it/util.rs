@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ferry_image::rootfs::Meta;
@@ -92,4 +92,15 @@ pub fn schema_check(ovf: &Path) -> Result<(), String> {
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
+}
+
+/// A directory for what a test binary builds once and keeps in a static:
+/// a fixed place under the target directory, emptied at the start of each
+/// run (a `TempDir` in a static is never dropped, so it would stay in
+/// /tmp after every run).
+pub fn run_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
