@@ -18,6 +18,7 @@ mod netboot;
 mod netboot_config;
 mod referrers;
 mod registry_clients;
+mod release;
 mod repair;
 mod reports;
 mod serve_netboot;
